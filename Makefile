@@ -1,0 +1,102 @@
+# Sluice. `make help` lists the targets.
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+KUBE_VERSION ?= 1.37.0
+ENVTEST_DIR  ?= $(CURDIR)/bin/k8s/$(KUBE_VERSION)
+# envtest, `make run` and `make demo` find kube-apiserver and etcd here.
+export KUBEBUILDER_ASSETS := $(ENVTEST_DIR)
+KUBECTL      ?= $(ENVTEST_DIR)/kubectl
+
+# Pinned tools run from go.mod `tool` directives: one version for everyone.
+CONTROLLER_GEN := go tool controller-gen
+KUSTOMIZE      := go tool -modfile=hack/tools/go.mod kustomize
+GOLANGCI_LINT  := go tool -modfile=hack/tools/go.mod golangci-lint
+
+IMG       ?= sluice/manager:dev
+AGENT_IMG ?= sluice/agent:dev
+# Packages tested with the race detector; the envtest suites are included.
+TEST_FLAGS ?= -race -count=1
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: ## Generate CRDs, RBAC and webhook configuration into config/
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." \
+		output:crd:artifacts:config=config/crd/bases \
+		output:rbac:artifacts:config=config/rbac \
+		output:webhook:artifacts:config=config/webhook
+
+.PHONY: generate
+generate: ## Generate deepcopy code for the API types
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths="./api/..."
+
+.PHONY: fmt
+fmt: ## go fmt
+	go fmt ./...
+
+.PHONY: vet
+vet: ## go vet
+	go vet ./...
+
+.PHONY: verify
+verify: manifests generate ## Regenerate everything and fail if the tree differs
+	go mod tidy
+	cd hack/tools && go mod tidy
+	@if [ -n "$$(git status --porcelain -- api config go.mod go.sum hack)" ]; then \
+		echo "verify: generated files are out of date; run 'make manifests generate && go mod tidy' and commit:"; \
+		git status --porcelain -- api config go.mod go.sum hack; git --no-pager diff --stat; exit 1; fi
+	@echo "verify: generated files are current"
+
+.PHONY: lint
+lint: ## Run golangci-lint (pinned in hack/tools/go.mod)
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: setup-envtest
+setup-envtest: ## Build kube-apiserver, etcd and kubectl from source into bin/k8s/<version> (once)
+	KUBE_VERSION=$(KUBE_VERSION) hack/setup-envtest.sh $(ENVTEST_DIR)
+
+.PHONY: test
+test: setup-envtest vet ## Run all tests (envtest, BPF and network-namespace tests need root)
+	go test $(TEST_FLAGS) ./...
+
+.PHONY: bench
+bench: ## Run benchmarks and print their figures
+	go test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: fuzz
+fuzz: ## Fuzz the API conversion for a minute each way
+	go test ./api/v1alpha1 -run '^$$' -fuzz FuzzRoundTripFromV1 -fuzztime 30s
+	go test ./api/v1alpha1 -run '^$$' -fuzz FuzzRoundTripFromV1alpha1 -fuzztime 30s
+
+##@ Run
+
+.PHONY: build
+build: ## Build the binaries into bin/
+	CGO_ENABLED=0 go build -o bin/ ./cmd/...
+
+.PHONY: run
+run: setup-envtest ## Run the operator against a local control plane started on loopback
+	go run ./cmd/sluicectl lab --run-operator
+
+.PHONY: demo
+demo: setup-envtest ## Start a local control plane, run the operator, apply the samples and show the result (KEEP=1 leaves it running)
+	KUBECTL=$(KUBECTL) KEEP=$(KEEP) hack/demo.sh
+
+##@ Deployment
+
+.PHONY: docker-build
+docker-build: ## Build the manager image (needs a Docker engine)
+	docker build -t $(IMG) .
+
+.PHONY: deploy
+deploy: ## Render config/default with kustomize and apply it to the cluster of the current kubeconfig
+	$(KUSTOMIZE) build config/default | $(KUBECTL) apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: ## Delete what deploy applied
+	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -

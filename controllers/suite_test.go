@@ -1,0 +1,143 @@
+package controllers
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	v1 "github.com/sluice-dev/sluice/api/v1"
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/agentmanifest"
+	sluicewebhook "github.com/sluice-dev/sluice/internal/webhook"
+)
+
+const (
+	agentNamespace = "sluice-system"
+	agentImage     = "sluice/agent:test"
+)
+
+var (
+	testEnv *envtest.Environment
+	scheme  = runtime.NewScheme()
+	k8s     client.Client // direct, uncached: tests assert on what the API server holds
+	restCfg *rest.Config
+	agent   = agentmanifest.Params{Namespace: agentNamespace, Name: "sluice-agent", ServiceAccountName: "sluice-agent"}
+	stopMgr context.CancelFunc
+	mgrDone sync.WaitGroup
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Controllers Suite")
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(apiextensionsv1.AddToScheme(scheme))
+	utilruntime.Must(v1.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+
+	testEnv = &envtest.Environment{
+		Scheme:                scheme,
+		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{
+			Paths: []string{filepath.Join("..", "config", "webhook")},
+			// Conversion is registered with a hub-spoke converter rather
+			// than Convertible methods on the API types (which keeps
+			// controller-runtime out of api/), so tell envtest to wire the
+			// CRD's conversion webhook regardless.
+			IgnoreSchemeConvertible: true,
+		},
+	}
+	var err error
+	restCfg, err = testEnv.Start()
+	Expect(err).NotTo(HaveOccurred(), "start envtest; KUBEBUILDER_ASSETS must point at kube-apiserver and etcd (make setup-envtest)")
+
+	k8s, err = client.New(restCfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: agentNamespace}})).To(Succeed())
+
+	startManager()
+})
+
+var _ = AfterSuite(func() {
+	if stopMgr != nil {
+		stopMgr()
+		mgrDone.Wait()
+	}
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
+})
+
+// startManager runs the reconciler and the webhooks the way cmd/manager
+// does, on envtest's webhook host, port and certificates.
+func startManager() {
+	wh := testEnv.WebhookInstallOptions
+	inNamespace := cache.ByObject{Namespaces: map[string]cache.Config{agentNamespace: {}}}
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:  scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir,
+		}),
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&appsv1.DaemonSet{}: inNamespace,
+			&corev1.ConfigMap{}: inNamespace,
+		}},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	Expect((&DataplaneConfigReconciler{
+		Client:     mgr.GetClient(),
+		Recorder:   mgr.GetEventRecorder("sluice-operator"),
+		Agent:      agent,
+		AgentImage: agentImage,
+	}).SetupWithManager(mgr)).To(Succeed())
+	Expect(sluicewebhook.SetupDataplaneConfigWebhook(mgr)).To(Succeed())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	stopMgr = cancel
+	mgrDone.Add(1)
+	go func() {
+		defer GinkgoRecover()
+		defer mgrDone.Done()
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+
+	// Admission fails closed, so wait until the webhook server answers TLS.
+	addr := net.JoinHostPort(wh.LocalServingHost, fmt.Sprint(wh.LocalServingPort))
+	Eventually(func() error {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only probing that the server is up
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+}
