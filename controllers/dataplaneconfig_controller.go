@@ -132,12 +132,18 @@ func (r *DataplaneConfigReconciler) reconcileAgentDaemonSet(ctx context.Context,
 	if err != nil {
 		return nil, fmt.Errorf("render agent DaemonSet: %w", err)
 	}
+	var writtenGeneration int64
+	if dpc.Status.Agent != nil {
+		writtenGeneration = dpc.Status.Agent.DaemonSetGeneration
+	}
 	live, result, err := applyOwned(ctx, r.Client, dpc, desired, &appsv1.DaemonSet{},
 		func(desired, live *appsv1.DaemonSet) bool {
 			// The API server fills in defaults the renderer leaves unset, so
-			// compare only what the renderer sets: DeepDerivative ignores
-			// the unset fields of its first argument.
-			if equality.Semantic.DeepDerivative(desired.Spec, live.Spec) {
+			// DeepDerivative compares only what the renderer sets. It can't
+			// see a field someone else set that the renderer leaves unset (a
+			// memory limit, hostPID), but that edit bumps the generation past
+			// the one the operator last wrote, so the spec is put back then.
+			if equality.Semantic.DeepDerivative(desired.Spec, live.Spec) && live.Generation == writtenGeneration {
 				return false
 			}
 			live.Spec = desired.Spec

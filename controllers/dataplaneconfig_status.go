@@ -32,9 +32,10 @@ func setStatus(dpc *v1.DataplaneConfig, obs *observation, reconcileErr error) {
 
 func agentRollout(ds *appsv1.DaemonSet) *v1.AgentRolloutStatus {
 	return &v1.AgentRolloutStatus{
-		DesiredNodes:   ds.Status.DesiredNumberScheduled,
-		UpdatedNodes:   ds.Status.UpdatedNumberScheduled,
-		AvailableNodes: ds.Status.NumberAvailable,
+		DesiredNodes:        ds.Status.DesiredNumberScheduled,
+		UpdatedNodes:        ds.Status.UpdatedNumberScheduled,
+		AvailableNodes:      ds.Status.NumberAvailable,
+		DaemonSetGeneration: ds.Generation,
 	}
 }
 

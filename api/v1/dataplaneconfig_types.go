@@ -109,7 +109,7 @@ type DataplaneConfigSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=43
 	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="podCIDR must be in CIDR notation, for example 192.168.0.0/16 or fd00:10:244::/56"
-	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self) == cidr(self).masked()",messageExpression="'podCIDR ' + self + ' has host bits set; use the network address ' + string(cidr(self).masked())"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self) == cidr(self).masked()",messageExpression="'podCIDR ' + self + ' has host bits set: use the network address of its range, for example 192.168.0.0/16 rather than 192.168.1.0/16'"
 	PodCIDR string `json:"podCIDR,omitempty"`
 
 	// ipamPools names the IPAMPool objects that hand out pod IPs. Empty
@@ -159,7 +159,6 @@ type AgentSettings struct {
 	// Default 1.
 	// +optional
 	// +kubebuilder:validation:XIntOrString
-	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 1 : self.matches('^[1-9][0-9]?%$|^100%$')",message="maxUnavailable must be a whole number of at least 1 or a percentage from 1% to 100%, such as 1 or \"10%\""
 	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
 
 	// cpuRequest is the agent's CPU request (default 100m). The agent never
@@ -271,6 +270,11 @@ type AgentRolloutStatus struct {
 	UpdatedNodes int32 `json:"updatedNodes"`
 	// availableNodes run an agent that is ready.
 	AvailableNodes int32 `json:"availableNodes"`
+	// daemonSetGeneration is the generation of the agent DaemonSet as the
+	// operator last wrote it. A live DaemonSet with another generation was
+	// changed by someone else, and the operator puts its spec back.
+	// +optional
+	DaemonSetGeneration int64 `json:"daemonSetGeneration,omitempty"`
 }
 
 // DataplaneConfig is the cluster's dataplane: which dataplane runs, which

@@ -42,7 +42,7 @@ type DataplaneConfigSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=43
 	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="podCidr must be in CIDR notation, for example 192.168.0.0/16 or fd00:10:244::/56"
-	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self) == cidr(self).masked()",messageExpression="'podCidr ' + self + ' has host bits set; use the network address ' + string(cidr(self).masked())"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self) == cidr(self).masked()",messageExpression="'podCidr ' + self + ' has host bits set: use the network address of its range, for example 192.168.0.0/16 rather than 192.168.1.0/16'"
 	PodCidr string `json:"podCidr,omitempty"`
 }
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"regexp"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -74,6 +76,9 @@ func (v *DataplaneConfigValidator) validate(ctx context.Context, oldObj, obj *v1
 		oldSpec = &oldObj.Spec
 	}
 	warnings := dataplane.Warnings(oldSpec, &obj.Spec)
+	if errs := validateAgent(obj.Spec.Agent); len(errs) > 0 {
+		return warnings, apierrors.NewInvalid(dataplaneConfigKind, obj.Name, errs)
+	}
 
 	// Only a podCIDR that is new or changed is checked against the cluster:
 	// nodes that join later must not make an accepted object unchangeable.
@@ -85,9 +90,33 @@ func (v *DataplaneConfigValidator) validate(ctx context.Context, oldObj, obj *v1
 		return warnings, apierrors.NewInternalError(fmt.Errorf("check podCIDR against the cluster: %w", err))
 	}
 	if len(errs) > 0 {
-		return warnings, apierrors.NewInvalid(v1.GroupVersion.WithKind("DataplaneConfig").GroupKind(), obj.Name, errs)
+		return warnings, apierrors.NewInvalid(dataplaneConfigKind, obj.Name, errs)
 	}
 	return warnings, nil
+}
+
+var dataplaneConfigKind = v1.GroupVersion.WithKind("DataplaneConfig").GroupKind()
+
+// percentOneToHundred matches 1% to 100%.
+var percentOneToHundred = regexp.MustCompile(`^([1-9][0-9]?|100)%$`)
+
+// validateAgent checks the agent settings the schema can't: maxUnavailable
+// is an int-or-string, and a CEL rule on it has no length bound, so the API
+// server refuses it as too costly.
+func validateAgent(agent *v1.AgentSettings) field.ErrorList {
+	if agent == nil || agent.MaxUnavailable == nil {
+		return nil
+	}
+	path := field.NewPath("spec", "agent", "maxUnavailable")
+	mu := *agent.MaxUnavailable
+	const want = `must be a whole number of at least 1 or a percentage from 1% to 100%, such as 1 or "10%" (a DaemonSet rollout that may take no agent down can never progress)`
+	switch {
+	case mu.Type == intstr.Int && mu.IntVal < 1:
+		return field.ErrorList{field.Invalid(path, mu.IntVal, want)}
+	case mu.Type == intstr.String && !percentOneToHundred.MatchString(mu.StrVal):
+		return field.ErrorList{field.Invalid(path, mu.StrVal, want)}
+	}
+	return nil
 }
 
 // checkPodCIDR refuses a pod CIDR that overlaps the cluster's service CIDRs
