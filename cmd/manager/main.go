@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -125,8 +126,13 @@ func run(ctx context.Context, opts options) error {
 	// the cache (and RBAC) cover that namespace alone.
 	inNamespace := cache.ByObject{Namespaces: map[string]cache.Config{opts.namespace: {}}}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: opts.metricsAddr, SecureServing: opts.metricsAddr != "0"},
+		Scheme: scheme,
+		Metrics: metricsserver.Options{
+			BindAddress:   opts.metricsAddr,
+			SecureServing: true,
+			// Only callers that RBAC allows to GET /metrics may scrape.
+			FilterProvider: filters.WithAuthenticationAndAuthorization,
+		},
 		HealthProbeBindAddress: opts.probeAddr,
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host: opts.webhookHost, Port: opts.webhookPort, CertDir: opts.webhookCertDir,
