@@ -108,13 +108,15 @@ func run(ctx context.Context, opts options) error {
 		ValidatingWebhookConfigurations: []string{validatingWebhookConfiguration},
 		CRDs:                            []string{dataplaneConfigCRD},
 	}
+	// Certificates go through an uncached client: a cached one would list
+	// and watch every Secret in the cluster.
+	direct, err := client.New(restConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("create client: %w", err)
+	}
 	if opts.certManagement == "self" {
 		// The webhook server reads its certificate when it starts, so the
 		// first one must exist before the manager does.
-		direct, err := client.New(restConfig, client.Options{Scheme: scheme})
-		if err != nil {
-			return fmt.Errorf("create client: %w", err)
-		}
 		if err := certs.Ensure(ctx, direct, certOpts); err != nil {
 			return fmt.Errorf("set up the webhook certificate: %w", err)
 		}
@@ -150,7 +152,7 @@ func run(ctx context.Context, opts options) error {
 	}
 
 	if opts.certManagement == "self" {
-		if err := mgr.Add(&certs.Rotator{Client: mgr.GetClient(), Options: certOpts, Interval: time.Hour}); err != nil {
+		if err := mgr.Add(&certs.Rotator{Client: direct, Options: certOpts, Interval: time.Hour}); err != nil {
 			return fmt.Errorf("add certificate rotator: %w", err)
 		}
 	}

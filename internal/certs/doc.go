@@ -36,6 +36,6 @@ package certs
 
 // The manager reads and writes its Secret, and reads and patches the webhook
 // configurations and CRDs it publishes the CA bundle to.
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations;mutatingwebhookconfigurations,verbs=get;patch
-// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;patch
+// +kubebuilder:rbac:groups="",namespace=sluice-system,resources=secrets,verbs=get;create;update
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,resourceNames=sluice-validating-webhook-configuration,verbs=get;patch
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,resourceNames=dataplaneconfigs.dataplane.sluice.dev,verbs=get;patch
