@@ -80,8 +80,8 @@ build: ## Build the binaries into bin/
 	CGO_ENABLED=0 go build -o bin/ ./cmd/...
 
 .PHONY: run
-run: setup-envtest ## Run the operator against a local control plane started on loopback
-	go run ./cmd/sluicectl lab --run-operator
+run: setup-envtest ## Run the operator against a local control plane on loopback until Ctrl-C
+	KUBECTL=$(KUBECTL) hack/demo.sh --run
 
 .PHONY: demo
 demo: setup-envtest ## Start a local control plane, run the operator, apply the samples and show the result (KEEP=1 leaves it running)
@@ -90,8 +90,9 @@ demo: setup-envtest ## Start a local control plane, run the operator, apply the 
 ##@ Deployment
 
 .PHONY: docker-build
-docker-build: ## Build the manager image (needs a Docker engine)
-	docker build -t $(IMG) .
+docker-build: ## Build the manager image (needs a Docker engine; set BASE_IMAGE to a distroless static:nonroot image)
+	@if [ -z "$(BASE_IMAGE)" ]; then echo "docker-build: set BASE_IMAGE to the distroless static:nonroot image of your registry mirror"; exit 1; fi
+	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMG) .
 
 .PHONY: deploy
 deploy: ## Render config/default with kustomize and apply it to the cluster of the current kubeconfig

@@ -99,12 +99,23 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Signals stay caught until the end: a signal that killed this process
+	// while it stops the lab would leave kube-apiserver and etcd running.
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		sig := <-signals
+		fmt.Fprintf(stdout, "lab: got %v\n", sig)
+		cancel()
+		for sig := range signals {
+			fmt.Fprintf(stdout, "lab: got %v; still stopping kube-apiserver and etcd\n", sig)
+		}
+	}()
 
-	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	startCtx, cancelStart := context.WithTimeout(ctx, 3*time.Minute)
 	l, err := lab.Start(startCtx, opts)
-	cancel()
+	cancelStart()
 	if err != nil {
 		fmt.Fprintf(stderr, "sluicectl: start the lab: %v\n", err)
 		return 1
@@ -114,7 +125,6 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "lab: waiting for the operator's webhooks at %s; press Ctrl-C to stop\n", l.WebhookURL)
 
 	<-ctx.Done()
-	stop() // a second Ctrl-C kills the process right away
 	fmt.Fprintln(stdout, "lab: stopping kube-apiserver and etcd")
 	if err := l.Stop(); err != nil {
 		fmt.Fprintf(stderr, "sluicectl: stop the lab: %v\n", err)

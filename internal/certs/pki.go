@@ -108,7 +108,7 @@ func (ca *authority) issueServing(opts Options, now time.Time) (certPEM, keyPEM 
 // and its key, which must belong together.
 func parseAuthority(bundle, keyPEM []byte) (*authority, error) {
 	block, _ := pem.Decode(bundle)
-	if block == nil || block.Type != "CERTIFICATE" {
+	if block == nil || block.Type != pemTypeCertificate {
 		return nil, errors.New("no CA certificate in PEM")
 	}
 	cert, err := x509.ParseCertificate(block.Bytes)
@@ -152,7 +152,7 @@ func bundleCAs(bundle []byte) []*x509.Certificate {
 		if block == nil {
 			return certs
 		}
-		if block.Type != "CERTIFICATE" {
+		if block.Type != pemTypeCertificate {
 			continue
 		}
 		if cert, err := x509.ParseCertificate(block.Bytes); err == nil && cert.IsCA {
@@ -242,7 +242,7 @@ func newSerialNumber() (*big.Int, error) {
 }
 
 func encodeCertificate(der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return pem.EncodeToMemory(&pem.Block{Type: pemTypeCertificate, Bytes: der})
 }
 
 // sameIPs reports whether a and b hold the same addresses, in any order.
@@ -251,3 +251,6 @@ func sameIPs(a, b []net.IP) bool {
 		return !slices.ContainsFunc(b, ip.Equal)
 	})
 }
+
+// pemTypeCertificate is the PEM block type of an X.509 certificate.
+const pemTypeCertificate = "CERTIFICATE"

@@ -78,7 +78,8 @@ func patchCABundle(ctx context.Context, c client.Client, t caBundleTarget, bundl
 }
 
 func caBundleTargets(opts Options) []caBundleTarget {
-	var targets []caBundleTarget
+	targets := make([]caBundleTarget, 0,
+		len(opts.ValidatingWebhookConfigurations)+len(opts.MutatingWebhookConfigurations)+len(opts.CRDs))
 	for _, name := range opts.ValidatingWebhookConfigurations {
 		targets = append(targets, validatingWebhookTarget(name))
 	}
