@@ -137,26 +137,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, retErr error) {
 		}
 	}()
 
-	// envtest.Environment.Start would also generate webhook certificates
-	// and install webhooks; the lab starts the ControlPlane alone.
-	apiServer := l.env.ControlPlane.GetAPIServer()
-	apiServer.Path = filepath.Join(opts.BinaryAssetsDirectory, "kube-apiserver")
-	apiServer.StartTimeout, apiServer.StopTimeout = time.Minute, 20*time.Second
-	l.env.ControlPlane.Etcd = &envtest.Etcd{
-		Path:         filepath.Join(opts.BinaryAssetsDirectory, "etcd"),
-		StartTimeout: time.Minute,
-		StopTimeout:  20 * time.Second,
-	}
-	l.env.ControlPlane.KubectlPath = l.KubectlPath
-	for _, bin := range []string{apiServer.Path, l.env.ControlPlane.Etcd.Path} {
-		if _, err := os.Stat(bin); err != nil {
-			return nil, fmt.Errorf("%w; run `make setup-envtest` and set KUBEBUILDER_ASSETS to the directory holding kube-apiserver, etcd and kubectl", err)
-		}
-	}
-	if apiServer.Out, apiServer.Err, err = l.logFile(opts.Dir, "kube-apiserver.log"); err != nil {
-		return nil, err
-	}
-	if l.env.ControlPlane.Etcd.Out, l.env.ControlPlane.Etcd.Err, err = l.logFile(opts.Dir, "etcd.log"); err != nil {
+	if err := l.configureControlPlane(opts); err != nil {
 		return nil, err
 	}
 
@@ -331,4 +312,34 @@ func splitYAML(data []byte) ([][]byte, error) {
 			docs = append(docs, doc)
 		}
 	}
+}
+
+// configureControlPlane points envtest's control plane at the binaries and
+// the log files. envtest.Environment.Start would also generate webhook
+// certificates and install webhooks; the lab starts the ControlPlane alone,
+// so the operator's own certificate code is what serves them.
+func (l *Lab) configureControlPlane(opts Options) error {
+	apiServer := l.env.ControlPlane.GetAPIServer()
+	apiServer.Path = filepath.Join(opts.BinaryAssetsDirectory, "kube-apiserver")
+	apiServer.StartTimeout, apiServer.StopTimeout = time.Minute, 20*time.Second
+	l.env.ControlPlane.Etcd = &envtest.Etcd{
+		Path:         filepath.Join(opts.BinaryAssetsDirectory, "etcd"),
+		StartTimeout: time.Minute,
+		StopTimeout:  20 * time.Second,
+	}
+	l.env.ControlPlane.KubectlPath = l.KubectlPath
+	for _, bin := range []string{apiServer.Path, l.env.ControlPlane.Etcd.Path} {
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("%w; run `make setup-envtest` and set KUBEBUILDER_ASSETS to the directory holding kube-apiserver, etcd and kubectl", err)
+		}
+	}
+	var err error
+	if apiServer.Out, apiServer.Err, err = l.logFile(opts.Dir, "kube-apiserver.log"); err != nil {
+		return err
+	}
+	if l.env.ControlPlane.Etcd.Out, l.env.ControlPlane.Etcd.Err, err = l.logFile(opts.Dir, "etcd.log"); err != nil {
+		return err
+	}
+
+	return nil
 }
