@@ -15,6 +15,8 @@ import (
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
@@ -53,6 +55,7 @@ type DataplaneConfigReconciler struct {
 // +kubebuilder:rbac:groups=apps,namespace=sluice-system,resources=daemonsets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",namespace=sluice-system,resources=configmaps,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=dataplane.sluice.dev,resources=ipampools,verbs=get;list;watch
 
 // SetupWithManager watches DataplaneConfigs and the agent objects they own.
 func (r *DataplaneConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -60,6 +63,11 @@ func (r *DataplaneConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1.DataplaneConfig{}).
 		Owns(&appsv1.DaemonSet{}).
 		Owns(&corev1.ConfigMap{}).
+		// Pool health shows in the IPAMReady condition.
+		Watches(&v1.IPAMPool{}, handler.EnqueueRequestsFromMapFunc(
+			func(context.Context, client.Object) []reconcile.Request {
+				return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: v1.DataplaneConfigName}}}
+			})).
 		Named("dataplaneconfig").
 		Complete(r)
 }
@@ -98,10 +106,17 @@ func (r *DataplaneConfigReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 type observation struct {
 	effective *v1.EffectiveConfig
 	daemonSet *appsv1.DaemonSet
+	// pools are all IPAMPools, nil until listed.
+	pools []v1.IPAMPool
 }
 
 func (r *DataplaneConfigReconciler) reconcileNormal(ctx context.Context, dpc *v1.DataplaneConfig, obs *observation) error {
 	obs.effective = dataplane.Effective(&dpc.Spec, r.AgentImage)
+	var pools v1.IPAMPoolList
+	if err := r.Client.List(ctx, &pools); err != nil {
+		return fmt.Errorf("list IPAMPools: %w", err)
+	}
+	obs.pools = pools.Items
 	if err := r.reconcileAgentConfigMap(ctx, dpc, obs.effective); err != nil {
 		return err
 	}

@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -28,6 +30,58 @@ func setStatus(dpc *v1.DataplaneConfig, obs *observation, reconcileErr error) {
 		c.ObservedGeneration = dpc.Generation
 		meta.SetStatusCondition(&dpc.Status.Conditions, c)
 	}
+	if obs.effective != nil && obs.pools != nil {
+		c := ipamCondition(obs.effective, obs.pools)
+		c.ObservedGeneration = dpc.Generation
+		meta.SetStatusCondition(&dpc.Status.Conditions, c)
+	}
+}
+
+// ipamCondition is the health of the pools the configuration uses: the
+// pools it names, or every pool when it names none.
+func ipamCondition(eff *v1.EffectiveConfig, pools []v1.IPAMPool) metav1.Condition {
+	c := metav1.Condition{Type: v1.ConditionIPAMReady, Status: metav1.ConditionFalse}
+	if eff.NetworkPlugin != v1.NetworkPluginAzure {
+		c.Status, c.Reason = metav1.ConditionTrue, v1.ReasonExternalIPAM
+		c.Message = "Pod addresses are managed by the CNI you bring (networkPlugin: none)"
+		return c
+	}
+	inUse := pools
+	if len(eff.IPAMPools) > 0 {
+		inUse = nil
+		for _, name := range eff.IPAMPools {
+			i := slices.IndexFunc(pools, func(p v1.IPAMPool) bool { return p.Name == name })
+			if i < 0 {
+				c.Reason = v1.ReasonPoolMissing
+				c.Message = fmt.Sprintf("IPAMPool %s named in spec.ipamPools doesn't exist; create it or remove it from the list", name)
+				return c
+			}
+			inUse = append(inUse, pools[i])
+		}
+	}
+	if len(inUse) == 0 {
+		c.Reason = v1.ReasonNoPools
+		c.Message = "No IPAMPool exists: new pods get no addresses; create an IPAMPool"
+		return c
+	}
+	var names []string
+	for i := range inUse {
+		pool := &inUse[i]
+		if exhausted := meta.FindStatusCondition(pool.Status.Conditions, v1.ConditionExhausted); exhausted != nil && exhausted.Status == metav1.ConditionTrue {
+			c.Reason = v1.ReasonPoolExhausted
+			c.Message = fmt.Sprintf("IPAMPool %s: %s", pool.Name, exhausted.Message)
+			return c
+		}
+		if ready := meta.FindStatusCondition(pool.Status.Conditions, v1.ConditionReady); ready != nil && ready.Status == metav1.ConditionFalse {
+			c.Reason = v1.ReasonPoolNotReady
+			c.Message = fmt.Sprintf("IPAMPool %s: %s", pool.Name, ready.Message)
+			return c
+		}
+		names = append(names, pool.Name)
+	}
+	c.Status, c.Reason = metav1.ConditionTrue, v1.ReasonPoolsReady
+	c.Message = fmt.Sprintf("IPAMPools in use: %s", strings.Join(names, ", "))
+	return c
 }
 
 func agentRollout(ds *appsv1.DaemonSet) *v1.AgentRolloutStatus {

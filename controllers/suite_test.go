@@ -21,9 +21,11 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -97,6 +99,14 @@ var _ = AfterSuite(func() {
 	}
 })
 
+// restartManager stops the running manager, waits until it has stopped,
+// and starts a new one: what a crashed or rescheduled operator does.
+func restartManager() {
+	stopMgr()
+	mgrDone.Wait()
+	startManager()
+}
+
 // startManager runs the reconciler and the webhooks the way cmd/manager
 // does, on envtest's webhook host, port and certificates.
 func startManager() {
@@ -105,6 +115,9 @@ func startManager() {
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
+		// The churn test restarts the manager within this process; each
+		// new manager registers the same controller names again.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir,
 		}),
@@ -120,7 +133,17 @@ func startManager() {
 		Agent:      agent,
 		AgentImage: agentImage,
 	}).SetupWithManager(mgr)).To(Succeed())
+	Expect((&IPAMPoolReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("sluice-ipam"),
+	}).SetupWithManager(mgr)).To(Succeed())
+	Expect((&NodeNetworkReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("sluice-ipam"),
+	}).SetupWithManager(context.Background(), mgr)).To(Succeed())
 	Expect(sluicewebhook.SetupDataplaneConfigWebhook(mgr)).To(Succeed())
+	Expect(sluicewebhook.SetupIPAMPoolWebhook(mgr)).To(Succeed())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	stopMgr = cancel

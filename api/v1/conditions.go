@@ -32,3 +32,18 @@ const (
 	// Progressing condition).
 	ReasonAsExpected = "AsExpected"
 )
+
+// IPAM condition of DataplaneConfig.
+const (
+	// ConditionIPAMReady is True when the IPAM pools the DataplaneConfig
+	// uses exist, are valid and have room for every node.
+	ConditionIPAMReady = "IPAMReady"
+	// ReasonPoolsReady: every pool in use is ready and not exhausted.
+	ReasonPoolsReady = "PoolsReady"
+	// ReasonPoolNotReady: a pool in use is not ready (invalid ranges).
+	ReasonPoolNotReady = "PoolNotReady"
+	// ReasonNoPools: Sluice's CNI plugin is in use but no IPAMPool exists.
+	ReasonNoPools = "NoPools"
+	// ReasonExternalIPAM: pod addresses belong to a CNI the user brings.
+	ReasonExternalIPAM = "ExternalIPAM"
+)

@@ -26,7 +26,12 @@ var (
 )
 
 func addKnownTypes(scheme *runtime.Scheme) error {
-	scheme.AddKnownTypes(GroupVersion, &DataplaneConfig{}, &DataplaneConfigList{})
+	scheme.AddKnownTypes(GroupVersion,
+		&DataplaneConfig{}, &DataplaneConfigList{},
+		&IPAMPool{}, &IPAMPoolList{},
+		&NodeNetwork{}, &NodeNetworkList{},
+		&IPAMBlock{}, &IPAMBlockList{},
+	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil
 }

@@ -1,9 +1,9 @@
 // Command manager is the Sluice operator: it reconciles DataplaneConfig into
 // the node agent DaemonSet and serves the admission and conversion webhooks.
 //
-// Later issues add their reconcilers here: IPAM pools and per-node
-// allocation (issue 3), policy compilation for the agents (issue 4) and the
-// in-place migration.
+// It also carves IPAM pools into per-node allocations (IPAMPool,
+// NodeNetwork, IPAMBlock). Later issues add their reconcilers here: policy
+// compilation for the agents (issue 4) and the in-place migration.
 package main
 
 import (
@@ -166,8 +166,24 @@ func run(ctx context.Context, opts options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up DataplaneConfig controller: %w", err)
 	}
+	if err := (&controllers.IPAMPoolReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("sluice-ipam"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up IPAMPool controller: %w", err)
+	}
+	if err := (&controllers.NodeNetworkReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("sluice-ipam"),
+	}).SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("set up NodeNetwork controller: %w", err)
+	}
 	if err := sluicewebhook.SetupDataplaneConfigWebhook(mgr); err != nil {
 		return fmt.Errorf("set up DataplaneConfig webhooks: %w", err)
+	}
+	if err := sluicewebhook.SetupIPAMPoolWebhook(mgr); err != nil {
+		return fmt.Errorf("set up IPAMPool webhook: %w", err)
 	}
 
 	if err := errors.Join(

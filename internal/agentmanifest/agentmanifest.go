@@ -87,7 +87,8 @@ func validate(cfg *v1.EffectiveConfig, p Params) error {
 }
 
 // ConfigMap renders the ConfigMap holding the agent's configuration: the
-// effective configuration as YAML under the config.yaml key.
+// effective configuration as YAML under the config.yaml key, and the CNI
+// conflist the agent installs on its node under 10-sluice.conflist.
 func ConfigMap(cfg *v1.EffectiveConfig, p Params) (*corev1.ConfigMap, error) {
 	if err := validate(cfg, p); err != nil {
 		return nil, fmt.Errorf("render agent ConfigMap: %w", err)
@@ -99,14 +100,22 @@ func ConfigMap(cfg *v1.EffectiveConfig, p Params) (*corev1.ConfigMap, error) {
 	if err != nil {
 		return nil, fmt.Errorf("render agent ConfigMap: serialize effective config: %w", err)
 	}
-	return &corev1.ConfigMap{
+	cniConfig, err := Conflist(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("render agent ConfigMap: %w", err)
+	}
+	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      p.Name,
 			Namespace: p.Namespace,
 			Labels:    labels(),
 		},
 		Data: map[string]string{ConfigFileKey: string(data)},
-	}, nil
+	}
+	if cniConfig != "" {
+		cm.Data[ConflistKey] = cniConfig
+	}
+	return cm, nil
 }
 
 // configHash is the SHA-256 (hex) of a ConfigMap's data: every key in

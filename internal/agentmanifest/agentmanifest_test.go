@@ -108,9 +108,9 @@ func TestConfigMap(t *testing.T) {
 				t.Errorf("TypeMeta %v, owners %v; want both empty", cm.TypeMeta, cm.OwnerReferences)
 			}
 		}},
-		{"only config.yaml", func(t *testing.T) {
-			if len(cm.Data) != 1 || len(cm.BinaryData) != 0 {
-				t.Errorf("data keys = %v, want only config.yaml", slices.Sorted(maps.Keys(cm.Data)))
+		{"config.yaml and the CNI conflist", func(t *testing.T) {
+			if got := slices.Sorted(maps.Keys(cm.Data)); !slices.Equal(got, []string{ConflistKey, ConfigFileKey}) || len(cm.BinaryData) != 0 {
+				t.Errorf("data keys = %v, want %s and %s", got, ConflistKey, ConfigFileKey)
 			}
 		}},
 		{"config.yaml round-trips to the effective config", func(t *testing.T) {

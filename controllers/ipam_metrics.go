@@ -1,0 +1,26 @@
+package controllers
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// IPAM metrics, served on the manager's /metrics endpoint.
+var (
+	ipamPoolAddresses = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_ipam_pool_addresses",
+		Help: "IPv4 addresses of an IPAMPool by state (capacity, allocated, free).",
+	}, []string{"pool", "state"})
+	ipamPoolWaitingNodes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_ipam_pool_waiting_nodes",
+		Help: "Nodes waiting for addresses an IPAMPool doesn't have (exhaustion).",
+	}, []string{"pool"})
+	ipamAllocationFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_ipam_allocation_failures_total",
+		Help: "Block allocations that failed, by pool and reason.",
+	}, []string{"pool", "reason"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(ipamPoolAddresses, ipamPoolWaitingNodes, ipamAllocationFailures)
+}

@@ -1,0 +1,266 @@
+package controllers
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/sluice-dev/sluice/api/v1"
+)
+
+// Each IPAM spec labels its nodes with its own pool label value, so pools
+// of different specs never select the same node.
+const poolLabel = "test.sluice.dev/pool"
+
+func pool(name string, mode v1.IPAMMode, cidrs ...v1.CIDR) *v1.IPAMPool {
+	return &v1.IPAMPool{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1.IPAMPoolSpec{
+			Mode: mode, CIDRs: cidrs,
+			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{poolLabel: name}},
+		},
+	}
+}
+
+func node(name, poolName string) *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{poolLabel: poolName}}}
+}
+
+func nodeNetwork(ctx context.Context, g Gomega, name string) *v1.NodeNetwork {
+	nn := &v1.NodeNetwork{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, nn)).To(Succeed())
+	return nn
+}
+
+func expectAllocated(ctx context.Context, name string, blocks int) *v1.NodeNetwork {
+	var nn *v1.NodeNetwork
+	EventuallyWithOffset(1, func(g Gomega) {
+		nn = nodeNetwork(ctx, g, name)
+		c := meta.FindStatusCondition(nn.Status.Conditions, v1.ConditionAllocated)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Status).To(Equal(metav1.ConditionTrue), c.Message)
+		g.Expect(nn.Status.CIDRs).To(HaveLen(blocks))
+	}).Should(Succeed())
+	return nn
+}
+
+// deleteNode deletes a node and, standing in for the node lifecycle and
+// garbage collector that envtest lacks, nothing else: the operator itself
+// must release the node's addresses.
+func deleteNode(ctx context.Context, name string) {
+	ExpectWithOffset(1, client.IgnoreNotFound(k8s.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}))).To(Succeed())
+}
+
+func claimsOfPool(ctx context.Context, g Gomega, poolName string) []v1.IPAMBlock {
+	var blocks v1.IPAMBlockList
+	g.Expect(k8s.List(ctx, &blocks, client.MatchingLabels{v1.LabelPool: poolName})).To(Succeed())
+	return blocks.Items
+}
+
+// cleanupPool removes a spec's nodes, waits for their addresses to be
+// released, then removes the pool.
+func cleanupPool(ctx context.Context, p *v1.IPAMPool, nodes ...string) {
+	for _, n := range nodes {
+		deleteNode(ctx, n)
+	}
+	Eventually(func(g Gomega) {
+		g.Expect(claimsOfPool(ctx, g, p.Name)).To(BeEmpty())
+		for _, n := range nodes {
+			g.Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: n}, &v1.NodeNetwork{}))).To(BeTrue(), "NodeNetwork %s", n)
+		}
+	}).Should(Succeed())
+	Expect(client.IgnoreNotFound(k8s.Delete(ctx, p))).To(Succeed())
+}
+
+var _ = Describe("IPAM", func() {
+	Context("overlay", func() {
+		It("gives every node its own block and releases it when the node goes", func(ctx SpecContext) {
+			p := pool("overlay-basic", v1.IPAMModeOverlay, "10.100.0.0/16")
+			Expect(k8s.Create(ctx, p)).To(Succeed())
+			names := []string{"ov-a", "ov-b", "ov-c"}
+			DeferCleanup(func(ctx SpecContext) { cleanupPool(ctx, p, names...) })
+			for _, n := range names {
+				Expect(k8s.Create(ctx, node(n, p.Name))).To(Succeed())
+			}
+
+			var blocks []v1.CIDR
+			for _, n := range names {
+				nn := expectAllocated(ctx, n, 1)
+				Expect(nn.Status.Pool).To(Equal(p.Name))
+				Expect(nn.Status.Mode).To(Equal(v1.IPAMModeOverlay))
+				Expect(nn.Status.MaxPods).To(BeEquivalentTo(250))
+				block := netip.MustParsePrefix(string(nn.Status.CIDRs[0]))
+				Expect(block.Bits()).To(Equal(24))
+				Expect(netip.MustParsePrefix("10.100.0.0/16").Contains(block.Addr())).To(BeTrue())
+				Expect(nn.Status.ExcludeIPs).To(ConsistOf(block.Addr().String(), lastAddr(block).String()))
+				Expect(nn.Spec).To(Equal(v1.NodeNetworkSpec{}), "the operator never writes the node's half")
+				blocks = append(blocks, nn.Status.CIDRs[0])
+			}
+			Expect(slices.Compact(slices.Sorted(slices.Values(blocks)))).To(HaveLen(3), "blocks are distinct")
+
+			Eventually(func(g Gomega) {
+				got := &v1.IPAMPool{}
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), got)).To(Succeed())
+				g.Expect(got.Status.Capacity).To(BeEquivalentTo(65536))
+				g.Expect(got.Status.Allocated).To(BeEquivalentTo(3 * 256))
+				g.Expect(got.Status.Free).To(BeEquivalentTo(65536 - 3*256))
+				g.Expect(got.Status.AllocatedNodes).To(BeEquivalentTo(3))
+				g.Expect(got.Status.Nodes).To(Equal(names))
+				g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, v1.ConditionReady)).To(BeTrue())
+				g.Expect(meta.IsStatusConditionFalse(got.Status.Conditions, v1.ConditionExhausted)).To(BeTrue())
+			}).Should(Succeed())
+
+			By("deleting a node")
+			deleteNode(ctx, "ov-b")
+			Eventually(func(g Gomega) {
+				g.Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "ov-b"}, &v1.NodeNetwork{}))).To(BeTrue())
+				g.Expect(claimsOfPool(ctx, g, p.Name)).To(HaveLen(2))
+			}).Should(Succeed())
+
+			By("a node that returns gets a block again, nothing stale")
+			Expect(k8s.Create(ctx, node("ov-b", p.Name))).To(Succeed())
+			nn := expectAllocated(ctx, "ov-b", 1)
+			Expect(nn.Status.CIDRs).To(HaveLen(1))
+			Eventually(func(g Gomega) { g.Expect(claimsOfPool(ctx, g, p.Name)).To(HaveLen(3)) }).Should(Succeed())
+		})
+
+		It("reports exhaustion and recovers by itself when a range is added", func(ctx SpecContext) {
+			p := pool("overlay-small", v1.IPAMModeOverlay, "10.101.0.0/23")
+			Expect(k8s.Create(ctx, p)).To(Succeed())
+			names := []string{"ex-a", "ex-b", "ex-c"}
+			DeferCleanup(func(ctx SpecContext) { cleanupPool(ctx, p, names...) })
+			for _, n := range names {
+				Expect(k8s.Create(ctx, node(n, p.Name))).To(Succeed())
+			}
+
+			var waiting string
+			Eventually(func(g Gomega) {
+				got := &v1.IPAMPool{}
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), got)).To(Succeed())
+				g.Expect(got.Status.Free).To(BeZero())
+				g.Expect(got.Status.WaitingNodes).To(HaveLen(1))
+				waiting = got.Status.WaitingNodes[0]
+				c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionExhausted)
+				g.Expect(c).NotTo(BeNil())
+				g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+				g.Expect(c.Message).To(ContainSubstring(waiting))
+			}).Should(Succeed())
+			nn := &v1.NodeNetwork{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: waiting}, nn)).To(Succeed())
+			Expect(meta.FindStatusCondition(nn.Status.Conditions, v1.ConditionAllocated).Reason).To(Equal(v1.ReasonPoolExhausted))
+
+			By("the DataplaneConfig shows the pool's health")
+			Expect(k8s.Create(ctx, dataplaneConfig(v1.DataplaneConfigSpec{IPAMPools: []v1.IPAMPoolReference{{Name: p.Name}}}))).To(Succeed())
+			DeferCleanup(deleteAll)
+			expectCondition(ctx, v1.ConditionIPAMReady, metav1.ConditionFalse, v1.ReasonPoolExhausted)
+
+			By("adding a range")
+			Expect(update(ctx, k8s, p, func() { p.Spec.CIDRs = append(p.Spec.CIDRs, "10.101.4.0/24") })).To(Succeed())
+			expectAllocated(ctx, waiting, 1)
+			Eventually(func(g Gomega) {
+				got := &v1.IPAMPool{}
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), got)).To(Succeed())
+				g.Expect(got.Status.WaitingNodes).To(BeEmpty())
+				g.Expect(meta.IsStatusConditionFalse(got.Status.Conditions, v1.ConditionExhausted)).To(BeTrue())
+			}).Should(Succeed())
+			expectCondition(ctx, v1.ConditionIPAMReady, metav1.ConditionTrue, v1.ReasonPoolsReady)
+		})
+	})
+
+	Context("pod subnet", func() {
+		It("hands out batches as the node needs them and takes back what it releases", func(ctx SpecContext) {
+			p := pool("subnet", v1.IPAMModeSubnet, "10.102.0.0/20")
+			Expect(k8s.Create(ctx, p)).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { cleanupPool(ctx, p, "sub-a") })
+			Expect(k8s.Create(ctx, node("sub-a", p.Name))).To(Succeed())
+
+			nn := expectAllocated(ctx, "sub-a", 1)
+			first := netip.MustParsePrefix(string(nn.Status.CIDRs[0]))
+			Expect(first.Bits()).To(Equal(28), "a batch of 16")
+			// The subnet's network address and the three the cloud keeps
+			// are never handed to a pod.
+			Expect(nn.Status.ExcludeIPs).To(ConsistOf("10.102.0.0", "10.102.0.1", "10.102.0.2", "10.102.0.3"))
+
+			By("the node uses 20 addresses: 20 + 8 free needs 2 batches")
+			Expect(update(ctx, k8s, nn, func() { nn.Spec.IPsInUse = 20 })).To(Succeed())
+			nn = expectAllocated(ctx, "sub-a", 2)
+
+			By("the node gives one batch back")
+			second := nn.Status.CIDRs[1]
+			Expect(update(ctx, k8s, nn, func() {
+				nn.Spec.IPsInUse = 3
+				nn.Spec.ReleaseCIDRs = []v1.CIDR{second}
+			})).To(Succeed())
+			Eventually(func(g Gomega) {
+				got := nodeNetwork(ctx, g, "sub-a")
+				g.Expect(got.Status.CIDRs).To(Equal([]v1.CIDR{v1.CIDR(first.String())}))
+				g.Expect(claimsOfPool(ctx, g, p.Name)).To(HaveLen(1))
+			}).Should(Succeed())
+		})
+	})
+
+	Context("admission", func() {
+		It("refuses pools that would hand out addresses twice or strand them", func(ctx SpecContext) {
+			p := pool("adm-a", v1.IPAMModeOverlay, "10.110.0.0/16")
+			Expect(k8s.Create(ctx, p)).To(Succeed())
+			Expect(k8s.Create(ctx, node("adm-node", p.Name))).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { cleanupPool(ctx, p, "adm-node") })
+			expectAllocated(ctx, "adm-node", 1)
+
+			overlapping := pool("adm-b", v1.IPAMModeOverlay, "10.110.128.0/17")
+			Expect(k8s.Create(ctx, overlapping)).To(MatchError(ContainSubstring("overlaps 10.110.0.0/16 of IPAMPool adm-a")))
+
+			sameNode := pool("adm-c", v1.IPAMModeOverlay, "10.111.0.0/16")
+			sameNode.Spec.NodeSelector = nil
+			Expect(k8s.Create(ctx, sameNode)).To(MatchError(ContainSubstring("selects node adm-node, which IPAMPool adm-a already selects")))
+
+			services := pool("adm-d", v1.IPAMModeOverlay, "10.0.0.0/16")
+			Expect(k8s.Create(ctx, services)).To(MatchError(ContainSubstring("overlaps the service CIDR")))
+
+			small := pool("adm-e", v1.IPAMModeOverlay, "10.112.0.0/16")
+			small.Spec.BlockSize = ptr.To[int32](26)
+			Expect(k8s.Create(ctx, small)).To(MatchError(ContainSubstring("blockSize 26 gives a node 62 usable addresses, fewer than maxPodsPerNode 250; use blockSize 24")))
+
+			selfOverlap := pool("adm-f", v1.IPAMModeOverlay, "10.113.0.0/16", "10.113.4.0/24")
+			Expect(k8s.Create(ctx, selfOverlap)).To(MatchError(ContainSubstring("cidrs 10.113.0.0/16 and 10.113.4.0/24 overlap")))
+
+			hostBits := pool("adm-g", v1.IPAMModeOverlay, "10.114.1.0/16")
+			Expect(k8s.Create(ctx, hostBits)).To(MatchError(ContainSubstring("10.114.1.0/16 has host bits set")))
+
+			v6only := pool("adm-h", v1.IPAMModeOverlay, "fd00:10::/56")
+			Expect(k8s.Create(ctx, v6only)).To(MatchError(ContainSubstring("cidrs need at least one IPv4 range")))
+
+			watermarks := pool("adm-i", v1.IPAMModeSubnet, "10.115.0.0/16")
+			watermarks.Spec.MinFreeIPs, watermarks.Spec.MaxFreeIPs = ptr.To[int32](10), ptr.To[int32](20)
+			Expect(k8s.Create(ctx, watermarks)).To(MatchError(ContainSubstring("maxFreeIPs 20 must be at least minFreeIPs 10 plus batchSize 16")))
+
+			By("shrinking or removing a range that nodes hold addresses from")
+			Expect(update(ctx, k8s, p, func() { p.Spec.CIDRs = []v1.CIDR{"10.120.0.0/16"} })).
+				To(MatchError(ContainSubstring("removes or shrinks a range that nodes hold addresses from")))
+
+			By("changing the mode")
+			Expect(update(ctx, k8s, p, func() { p.Spec.Mode = v1.IPAMModeSubnet })).To(MatchError(ContainSubstring("mode can't change")))
+
+			By("deleting a pool that nodes hold addresses from")
+			Expect(k8s.Delete(ctx, p)).To(MatchError(ContainSubstring("nodes adm-node still hold addresses from this pool")))
+		})
+	})
+})
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	hostBits := 32 - p.Bits()
+	n := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	n |= (1 << hostBits) - 1
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+}
