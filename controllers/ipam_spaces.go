@@ -108,24 +108,6 @@ func (s *poolSpaces) release(pool string, block netip.Prefix) {
 	}
 }
 
-// forget drops a deleted pool's allocator.
-func (s *poolSpaces) forget(pool string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.pools, pool)
-}
-
-// stats are the pool's IPv4 figures, or false when it has no allocator.
-func (s *poolSpaces) stats(pool string) (ipam.Stats, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ps, ok := s.pools[pool]
-	if !ok {
-		return ipam.Stats{}, false
-	}
-	return ps.space.Stats(ipam.IPv4), true
-}
-
 // blockEvents keeps the allocators in step with claims made and released
 // by others (or by an earlier run of this operator).
 func (s *poolSpaces) blockEvents() cache.ResourceEventHandler {

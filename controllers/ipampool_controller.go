@@ -69,7 +69,7 @@ func (r *IPAMPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	pool := &v1.IPAMPool{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pool); err != nil {
 		if client.IgnoreNotFound(err) == nil {
-			ipamPoolAddresses.DeletePartialMatch(map[string]string{"pool": req.Name})
+			ipamPoolAddresses.DeletePartialMatch(map[string]string{metricLabelPool: req.Name})
 			ipamPoolWaitingNodes.DeleteLabelValues(req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)

@@ -252,13 +252,14 @@ func (r *NodeNetworkReconciler) reconcileNormal(ctx context.Context, node *corev
 // state, not a failure.
 func (r *NodeNetworkReconciler) claimMissing(ctx context.Context, nn *v1.NodeNetwork, pool *v1.IPAMPool, params ipampool.Params, held []v1.IPAMBlock) (claimed []v1.IPAMBlock, exhausted bool, err error) {
 	for _, family := range params.Families() {
-		have := 0
+		blocks, usable := 0, 0
 		for _, c := range held {
 			if prefix, err := netip.ParsePrefix(string(c.Spec.CIDR)); err == nil && ipam.FamilyOf(prefix) == family {
-				have++
+				blocks++
+				usable += params.Usable(prefix)
 			}
 		}
-		for want := params.BlocksWanted(int(nn.Spec.IPsInUse)); have < want; {
+		for !params.Enough(blocks, usable, int(nn.Spec.IPsInUse)) {
 			claim, err := r.claimOne(ctx, nn, pool, family)
 			if errors.Is(err, ipam.ErrExhausted) {
 				ipamAllocationFailures.WithLabelValues(pool.Name, "exhausted").Inc()
@@ -270,7 +271,8 @@ func (r *NodeNetworkReconciler) claimMissing(ctx context.Context, nn *v1.NodeNet
 				return claimed, false, err
 			}
 			claimed = append(claimed, *claim)
-			have++
+			blocks++
+			usable += params.Usable(netip.MustParsePrefix(string(claim.Spec.CIDR)))
 			r.Recorder.Eventf(nn, nil, corev1.EventTypeNormal, EventBlockAllocated, "Allocate",
 				"Allocated %s from IPAMPool %s", claim.Spec.CIDR, pool.Name)
 		}

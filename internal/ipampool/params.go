@@ -89,14 +89,23 @@ func (p Params) has(f ipam.Family) bool {
 	return false
 }
 
-// BlocksWanted is how many blocks of one family a node should hold when it
-// has inUse pod IPs: one block in Overlay mode, enough batches to keep
-// MinFree addresses free in Subnet mode.
-func (p Params) BlocksWanted(inUse int) int {
+// Enough reports whether a node holding blocks blocks of one family, with
+// usable addresses among them, has what it needs with inUse pod IPs: one
+// block in Overlay mode; in Subnet mode at least MinFree free addresses
+// (but never more than MaxPods usable). usable counts the addresses pods
+// may get, so a batch that holds the subnet's reserved addresses counts
+// for less.
+func (p Params) Enough(blocks, usable, inUse int) bool {
 	if p.Mode == ipam.Overlay {
-		return 1
+		return blocks >= 1
 	}
-	return ipam.BatchesWanted(inUse, p.MinFree, p.MaxPods, p.BatchSize)
+	return blocks >= 1 && usable >= min(inUse+p.MinFree, p.MaxPods)
+}
+
+// Usable is the number of addresses in block a pod may get.
+func (p Params) Usable(block netip.Prefix) int {
+	n := int(min(p.BlockAddresses(ipam.FamilyOf(block)), 1<<30))
+	return n - len(ipam.ExcludedAddresses(p.Mode, block, p.CIDRs))
 }
 
 // BlockAddresses is the number of addresses in one block of family f,

@@ -130,20 +130,35 @@ func (v *IPAMPoolValidator) checkRemovedCIDRs(ctx context.Context, pool *v1.IPAM
 // CIDR or a node's address, and selectors that pick a node another pool
 // already picks.
 func (v *IPAMPoolValidator) checkAgainstCluster(ctx context.Context, pool *v1.IPAMPool, params ipampool.Params, path *field.Path) (field.ErrorList, error) {
-	var errs field.ErrorList
-
 	var pools v1.IPAMPoolList
 	if err := v.Reader.List(ctx, &pools); err != nil {
 		return nil, fmt.Errorf("list IPAMPools: %w", err)
 	}
 	others := slices.DeleteFunc(pools.Items, func(p v1.IPAMPool) bool { return p.Name == pool.Name })
+	errs := otherPoolErrors(others, params.CIDRs, path)
+
+	serviceErrs, err := v.serviceCIDRErrors(ctx, params.CIDRs, path)
+	if err != nil {
+		return nil, err
+	}
+	errs = append(errs, serviceErrs...)
+
+	nodeErrs, err := v.nodeErrors(ctx, pool, others, params.CIDRs, path)
+	if err != nil {
+		return nil, err
+	}
+	return append(errs, nodeErrs...), nil
+}
+
+func otherPoolErrors(others []v1.IPAMPool, cidrs []netip.Prefix, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
 	for _, other := range others {
 		for _, theirs := range other.Spec.CIDRs {
 			theirPrefix, err := netip.ParsePrefix(string(theirs))
 			if err != nil {
 				continue
 			}
-			for _, ours := range params.CIDRs {
+			for _, ours := range cidrs {
 				if ours.Overlaps(theirPrefix) {
 					errs = append(errs, field.Invalid(path, ours.String(), fmt.Sprintf(
 						"overlaps %s of IPAMPool %s; pools must not share addresses", theirs, other.Name)))
@@ -151,18 +166,22 @@ func (v *IPAMPoolValidator) checkAgainstCluster(ctx context.Context, pool *v1.IP
 			}
 		}
 	}
+	return errs
+}
 
+func (v *IPAMPoolValidator) serviceCIDRErrors(ctx context.Context, cidrs []netip.Prefix, path *field.Path) (field.ErrorList, error) {
 	var serviceCIDRs networkingv1.ServiceCIDRList
 	if err := v.Reader.List(ctx, &serviceCIDRs); err != nil && !meta.IsNoMatchError(err) {
 		return nil, fmt.Errorf("list ServiceCIDRs: %w", err)
 	}
+	var errs field.ErrorList
 	for _, sc := range serviceCIDRs.Items {
 		for _, cidr := range sc.Spec.CIDRs {
 			svc, err := netip.ParsePrefix(cidr)
 			if err != nil {
 				continue
 			}
-			for _, ours := range params.CIDRs {
+			for _, ours := range cidrs {
 				if ours.Overlaps(svc) {
 					errs = append(errs, field.Invalid(path, ours.String(), fmt.Sprintf(
 						"overlaps the service CIDR %s (ServiceCIDR %s); pod and Service addresses must differ", cidr, sc.Name)))
@@ -170,17 +189,23 @@ func (v *IPAMPoolValidator) checkAgainstCluster(ctx context.Context, pool *v1.IP
 			}
 		}
 	}
+	return errs, nil
+}
 
-	var nodes corev1.NodeList
-	if err := v.Reader.List(ctx, &nodes); err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
-	}
+// nodeErrors refuses ranges holding a node's address and a selector that
+// picks a node another pool picks.
+func (v *IPAMPoolValidator) nodeErrors(ctx context.Context, pool *v1.IPAMPool, others []v1.IPAMPool, cidrs []netip.Prefix, path *field.Path) (field.ErrorList, error) {
 	ourSelector, err := selectorOf(pool)
 	if err != nil {
 		return field.ErrorList{field.Invalid(field.NewPath("spec", "nodeSelector"), pool.Spec.NodeSelector, err.Error())}, nil
 	}
+	var nodes corev1.NodeList
+	if err := v.Reader.List(ctx, &nodes); err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	var errs field.ErrorList
 	for _, node := range nodes.Items {
-		errs = append(errs, nodeAddressErrors(node, params.CIDRs, path)...)
+		errs = append(errs, nodeAddressErrors(node, cidrs, path)...)
 		if !ourSelector.Matches(labels.Set(node.Labels)) {
 			continue
 		}
