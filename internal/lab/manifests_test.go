@@ -45,9 +45,16 @@ func TestReadManifests(t *testing.T) {
 	if len(vwc.Webhooks) == 0 {
 		t.Fatal("no webhooks")
 	}
+	wantURL := map[string]string{
+		"vdataplaneconfig-v1.sluice.dev": base + "/validate-dataplane-sluice-dev-v1-dataplaneconfig",
+		"vipampool-v1.sluice.dev":        base + "/validate-dataplane-sluice-dev-v1-ipampool",
+	}
+	if len(vwc.Webhooks) != len(wantURL) {
+		t.Errorf("%d webhooks; want %d", len(vwc.Webhooks), len(wantURL))
+	}
 	for _, wh := range vwc.Webhooks {
 		cc := wh.ClientConfig
-		if cc.URL == nil || *cc.URL != base+"/validate-dataplane-sluice-dev-v1-dataplaneconfig" || cc.Service != nil || len(cc.CABundle) != 0 {
+		if cc.URL == nil || *cc.URL != wantURL[wh.Name] || cc.Service != nil || len(cc.CABundle) != 0 {
 			t.Errorf("webhook %s clientConfig = %+v; want the loopback URL, no service, no caBundle", wh.Name, cc)
 		}
 	}
