@@ -177,6 +177,47 @@ var _ = Describe("IPAM", func() {
 		})
 	})
 
+	Context("order of events", func() {
+		It("serves nodes that came before their pool, and lets the pool go once they have", func(ctx SpecContext) {
+			Expect(k8s.Create(ctx, node("early-a", "late-pool"))).To(Succeed())
+			Eventually(func(g Gomega) {
+				c := meta.FindStatusCondition(nodeNetwork(ctx, g, "early-a").Status.Conditions, v1.ConditionAllocated)
+				g.Expect(c).NotTo(BeNil())
+				g.Expect(c.Reason).To(Equal(v1.ReasonNoPool))
+			}).Should(Succeed())
+
+			p := pool("late-pool", v1.IPAMModeOverlay, "10.103.0.0/16")
+			Expect(k8s.Create(ctx, p)).To(Succeed())
+			expectAllocated(ctx, "early-a", 1)
+
+			By("the node goes, then the pool")
+			deleteNode(ctx, "early-a")
+			Eventually(func(g Gomega) { g.Expect(claimsOfPool(ctx, g, p.Name)).To(BeEmpty()) }).Should(Succeed())
+			Expect(k8s.Delete(ctx, p)).To(Succeed())
+		})
+
+		It("moves an idle node to the pool its new labels select", func(ctx SpecContext) {
+			from := pool("move-from", v1.IPAMModeOverlay, "10.104.0.0/16")
+			to := pool("move-to", v1.IPAMModeOverlay, "10.105.0.0/16")
+			Expect(k8s.Create(ctx, from)).To(Succeed())
+			Expect(k8s.Create(ctx, to)).To(Succeed())
+			Expect(k8s.Create(ctx, node("mover", from.Name))).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { cleanupPool(ctx, from, "mover"); cleanupPool(ctx, to) })
+			nn := expectAllocated(ctx, "mover", 1)
+			Expect(string(nn.Status.CIDRs[0])).To(HavePrefix("10.104."))
+
+			n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "mover"}}
+			Expect(update(ctx, k8s, n, func() { n.Labels[poolLabel] = to.Name })).To(Succeed())
+			Eventually(func(g Gomega) {
+				got := nodeNetwork(ctx, g, "mover")
+				g.Expect(got.Status.Pool).To(Equal(to.Name))
+				g.Expect(got.Status.CIDRs).To(HaveLen(1))
+				g.Expect(string(got.Status.CIDRs[0])).To(HavePrefix("10.105."))
+				g.Expect(claimsOfPool(ctx, g, from.Name)).To(BeEmpty())
+			}).Should(Succeed())
+		})
+	})
+
 	Context("pod subnet", func() {
 		It("hands out batches as the node needs them and takes back what it releases", func(ctx SpecContext) {
 			p := pool("subnet", v1.IPAMModeSubnet, "10.102.0.0/20")
