@@ -65,8 +65,9 @@ test: setup-envtest vet ## Run all tests (envtest, BPF and network-namespace tes
 	go test $(TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: ## Run benchmarks and print their figures
-	go test -run '^$$' -bench . -benchmem ./...
+bench: setup-envtest ## Run benchmarks and print their figures: the allocator, then 1,000 nodes converging against envtest
+	go test -run '^$$' -bench . -benchmem ./internal/... ./api/... && \
+		go test -run '^$$' -bench Converge -benchtime 1x ./test/bench/
 
 .PHONY: fuzz
 fuzz: ## Fuzz the API conversion for a minute each way

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -113,7 +114,7 @@ func setPoolStatus(pool *v1.IPAMPool, blocks []v1.IPAMBlock, waiting []string) {
 		return
 	}
 
-	var nodes []string
+	holders := map[string]bool{}
 	var allocatedV4 int64
 	for _, b := range blocks {
 		prefix, err := netip.ParsePrefix(string(b.Spec.CIDR))
@@ -123,11 +124,9 @@ func setPoolStatus(pool *v1.IPAMPool, blocks []v1.IPAMBlock, waiting []string) {
 		if prefix.Addr().Is4() {
 			allocatedV4 += int64(params.BlockAddresses(ipam.IPv4))
 		}
-		if !slices.Contains(nodes, b.Spec.Node) {
-			nodes = append(nodes, b.Spec.Node)
-		}
+		holders[b.Spec.Node] = true
 	}
-	slices.Sort(nodes)
+	nodes := slices.Sorted(maps.Keys(holders))
 	st.Capacity = int64(space.Stats(ipam.IPv4).Addresses)
 	st.Allocated = allocatedV4
 	st.Free = st.Capacity - st.Allocated

@@ -90,7 +90,10 @@ func (r *NodeNetworkReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 			predicate.LabelChangedPredicate{}, predicate.GenerationChangedPredicate{},
 			deletedOrCreated()))).
 		Watches(&v1.NodeNetwork{}, &handler.EnqueueRequestForObject{}).
-		Watches(&v1.IPAMPool{}, handler.EnqueueRequestsFromMapFunc(r.nodesOfPool)).
+		// Spec changes only: pool status changes with every allocation, and
+		// waking every node for each would cost O(nodes) per allocation.
+		Watches(&v1.IPAMPool{}, handler.EnqueueRequestsFromMapFunc(r.nodesOfPool),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1.IPAMBlock{}, handler.EnqueueRequestsFromMapFunc(r.waitingNodesOfBlockPool),
 			builder.WithPredicates(deletedOnly())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
@@ -186,6 +189,10 @@ func (r *NodeNetworkReconciler) reconcileNormal(ctx context.Context, node *corev
 		setAllocated(nn, metav1.ConditionFalse, reason, message)
 		return ctrl.Result{}, r.patchNodeNetworkStatus(ctx, before, nn)
 	}
+	if err := r.labelWithPool(ctx, nn, pool.Name); err != nil {
+		return ctrl.Result{}, err
+	}
+	before = nn.DeepCopy()
 	params, err := r.spaces.get(ctx, r.Client, pool)
 	if err != nil {
 		setAllocated(nn, metav1.ConditionFalse, v1.ReasonInvalidRanges, err.Error())
@@ -245,6 +252,23 @@ func (r *NodeNetworkReconciler) reconcileNormal(ctx context.Context, node *corev
 		return ctrl.Result{RequeueAfter: exhaustedRetry}, err
 	}
 	return ctrl.Result{}, err
+}
+
+// labelWithPool labels the NodeNetwork with its pool, so that
+// `kubectl get nodenetworks -l sluice.dev/pool=NAME` lists a pool's nodes.
+func (r *NodeNetworkReconciler) labelWithPool(ctx context.Context, nn *v1.NodeNetwork, pool string) error {
+	if nn.Labels[v1.LabelPool] == pool {
+		return nil
+	}
+	before := nn.DeepCopy()
+	if nn.Labels == nil {
+		nn.Labels = map[string]string{}
+	}
+	nn.Labels[v1.LabelPool] = pool
+	if err := r.Client.Patch(ctx, nn, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("label NodeNetwork %s with pool %s: %w", nn.Name, pool, err)
+	}
+	return nil
 }
 
 // claimMissing claims blocks until the node holds what it needs of every

@@ -15,11 +15,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -32,9 +28,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	v1 "github.com/sluice-dev/sluice/api/v1"
-	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/agentmanifest"
+	"github.com/sluice-dev/sluice/internal/testenv"
 	sluicewebhook "github.com/sluice-dev/sluice/internal/webhook"
 )
 
@@ -45,7 +40,7 @@ const (
 
 var (
 	testEnv *envtest.Environment
-	scheme  = runtime.NewScheme()
+	scheme  = testenv.Scheme()
 	k8s     client.Client // direct, uncached: tests assert on what the API server holds
 	restCfg *rest.Config
 	agent   = agentmanifest.Params{Namespace: agentNamespace, Name: "sluice-agent", ServiceAccountName: "sluice-agent"}
@@ -63,27 +58,18 @@ func TestControllers(t *testing.T) {
 
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(apiextensionsv1.AddToScheme(scheme))
-	utilruntime.Must(v1.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-
-	testEnv = &envtest.Environment{
-		Scheme:                scheme,
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{
-			Paths: []string{filepath.Join("..", "config", "webhook")},
-			// Conversion is registered with a hub-spoke converter rather
-			// than Convertible methods on the API types (which keeps
-			// controller-runtime out of api/), so tell envtest to wire the
-			// CRD's conversion webhook regardless.
-			IgnoreSchemeConvertible: true,
-		},
+	testEnv = testenv.Environment(scheme)
+	testEnv.WebhookInstallOptions = envtest.WebhookInstallOptions{
+		Paths: []string{filepath.Join(testenv.RepoRoot(), "config", "webhook")},
+		// Conversion is registered with a hub-spoke converter rather than
+		// Convertible methods on the API types (which keeps
+		// controller-runtime out of api/), so tell envtest to wire the
+		// CRD's conversion webhook regardless.
+		IgnoreSchemeConvertible: true,
 	}
 	var err error
-	restCfg, err = testEnv.Start()
-	Expect(err).NotTo(HaveOccurred(), "start envtest; KUBEBUILDER_ASSETS must point at kube-apiserver and etcd (make setup-envtest)")
+	restCfg, err = testenv.Start(testEnv)
+	Expect(err).NotTo(HaveOccurred())
 
 	k8s, err = client.New(restCfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())

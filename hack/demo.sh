@@ -3,8 +3,10 @@
 # loopback and show what it does, with the real kubectl.
 #
 #   hack/demo.sh         (make demo) start the lab and the operator, walk
-#                        through the samples in config/samples, then stop
-#                        everything (KEEP=1 leaves it running)
+#                        through the samples in config/samples (the
+#                        DataplaneConfig, then IPAM pools and the nodes of
+#                        hack/demo-nodes.yaml), then stop everything
+#                        (KEEP=1 leaves it running)
 #   hack/demo.sh --run   (make run) start the lab and the operator and run
 #                        until Ctrl-C, following the operator's log
 #
@@ -20,7 +22,7 @@ set -Eeuo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-usage() { sed -n '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 mode=demo
 case "${1:-}" in
@@ -189,6 +191,7 @@ if [[ $mode == run ]]; then
   echo "kubeconfig: $KUBECONFIG"
   echo "in another shell:  export KUBECONFIG=$KUBECONFIG"
   echo "                   kubectl apply -f config/samples/dataplane_v1_dataplaneconfig.yaml"
+  echo "                   kubectl apply -f config/samples/dataplane_v1_ipampool_overlay.yaml -f hack/demo-nodes.yaml"
   section "Operator log (.lab/manager.log)"
   tail -n +1 -f "$LAB/manager.log" --pid="$manager_pid" || true
   wait "$manager_pid" && rc=0 || rc=$?
@@ -246,5 +249,83 @@ kc get dataplaneconfig default -o jsonpath='{range .status.conditions[*]}{.type}
 info "This local control plane runs no kubelet and no DaemonSet controller, so the agent"
 info "DaemonSet is stored but never rolled out: Ready=False with reason AgentPending is"
 info "expected here. In a real cluster the operator reports the rollout node by node."
+
+# 6 --------------------------------------------------------------------------
+section "6. IPAM: two pools, four nodes"
+info "An Overlay pool for node pool \"system\" (a /24 of 192.168.0.0/16 per node) and a Subnet"
+info "pool for node pool \"user\" (batches of 16 addresses of the shared pod subnet 10.225.0.0/16)."
+kc apply -f config/samples/dataplane_v1_ipampool_overlay.yaml -f config/samples/dataplane_v1_ipampool_subnet.yaml
+info "No kubelet here: the nodes are API objects, and the demo sets their InternalIPs (the node subnet"
+info "10.224.0.0/16) through the status subresource, as a kubelet would."
+kc apply -f hack/demo-nodes.yaml
+declare -A node_ip=([aks-system-0]=10.224.0.4 [aks-system-1]=10.224.0.5 [aks-user-0]=10.224.0.6 [aks-user-1]=10.224.0.7)
+nodes=(aks-system-0 aks-system-1 aks-user-0 aks-user-1)
+for n in "${nodes[@]}"; do
+  kc patch node "$n" --subresource=status --type=merge \
+    -p "{\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"${node_ip[$n]}\"},{\"type\":\"Hostname\",\"address\":\"$n\"}]}}"
+done
+# kubectl wait --for=create waits for one named object only (with several it
+# fails at once on those not created yet), so one wait per NodeNetwork.
+for n in "${nodes[@]}"; do
+  kc wait --for=create "nodenetwork/$n" --timeout=60s
+done
+kc wait --for=condition=Allocated "${nodes[@]/#/nodenetwork/}" --timeout=60s
+kc wait ipampool/overlay-system ipampool/subnet-user --for=jsonpath='{.status.allocatedNodes}'=2 --timeout=60s
+kc get ipampools
+info "Capacity, allocated and free count IPv4 addresses: the overlay pool's two nodes hold a /24 each,"
+info "the subnet pool's two nodes a batch of 16 each."
+kc get nodenetworks
+kc get ipamblocks
+info "An IPAMBlock is the claim on one block, named after its CIDR: the API server refuses a second claim."
+
+# 7 --------------------------------------------------------------------------
+section "7. The node side asks for more: aks-user-0 uses 20 pod IPs"
+info "A node writes spec (ipsInUse, releaseCIDRs), the operator status. 20 in use plus"
+info "minFreeIPs 8 (half a batch) needs a second batch of 16."
+kc patch nodenetwork aks-user-0 --type=merge -p '{"spec":{"ipsInUse":20}}'
+gen=$("$KUBECTL" get nodenetwork aks-user-0 -o jsonpath='{.metadata.generation}')
+kc wait nodenetwork/aks-user-0 --for=jsonpath='{.status.observedGeneration}'="$gen" --timeout=60s
+kc wait nodenetwork/aks-user-0 --for=condition=Allocated --timeout=60s
+read -ra user0_cidrs <<<"$("$KUBECTL" get nodenetwork aks-user-0 -o jsonpath='{.status.cidrs[*]}')"
+((${#user0_cidrs[@]} == 2)) || die "aks-user-0 holds ${#user0_cidrs[@]} batches (${user0_cidrs[*]}) after ipsInUse 20; want 2"
+kc get nodenetwork aks-user-0 -o yaml
+kc wait ipampool/subnet-user --for=jsonpath='{.status.allocated}'=48 --timeout=60s
+kc get ipampool subnet-user
+
+# 8 --------------------------------------------------------------------------
+section "8. A node leaves: aks-system-1 is deleted"
+block=$("$KUBECTL" get ipamblocks -l sluice.dev/node=aks-system-1 -o name)
+[[ -n $block ]] || die "aks-system-1 holds no IPAMBlock"
+kc delete node aks-system-1
+kc wait --for=delete nodenetwork/aks-system-1 "$block" --timeout=60s
+kc wait ipampool/overlay-system --for=jsonpath='{.status.allocatedNodes}'=1 --timeout=60s
+kc get ipamblocks
+kc get ipampools
+info "The operator released the node's block (${block#*/}) back to overlay-system: it is free for the next node."
+
+# 9 --------------------------------------------------------------------------
+section "9. A pool that would hand out addresses twice"
+bad_pool='apiVersion: dataplane.sluice.dev/v1
+kind: IPAMPool
+metadata:
+  name: overlay-gpu
+spec:
+  mode: Overlay
+  cidrs:
+  - 192.168.128.0/17
+  nodeSelector:
+    matchLabels:
+      kubernetes.azure.com/agentpool: gpu'
+show apply -f -
+printf '%s\n' "$bad_pool" | sed 's/^/    /'
+if out=$(printf '%s\n' "$bad_pool" | "$KUBECTL" apply -f - 2>&1); then
+  echo "$out"
+  die "the API server accepted a pool overlapping overlay-system; it must refuse it"
+fi
+echo "$out"
+grep -q "overlaps 192.168.0.0/16 of IPAMPool overlay-system" <<<"$out" ||
+  die "the apply failed, but not with the expected message"
+info "Refused, as it must be: pools must not share addresses (nor overlap the service CIDR or a node's address)."
+kc get dataplaneconfig default -o jsonpath='{range .status.conditions[?(@.type=="IPAMReady")]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
 
 section "Done"

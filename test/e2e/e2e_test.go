@@ -33,65 +33,9 @@ const (
 )
 
 func TestOperatorWithKubectl(t *testing.T) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make setup-envtest` and export KUBEBUILDER_ASSETS=<repo>/bin/k8s/<version> (the directory holding kube-apiserver, etcd and kubectl)")
-	}
-	kubectlPath := filepath.Join(assets, "kubectl")
-	if _, err := os.Stat(kubectlPath); err != nil {
-		t.Fatalf("no kubectl in KUBEBUILDER_ASSETS (%v): run `make setup-envtest`", err)
-	}
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	tmp := t.TempDir()
-
-	// Build the operator while the control plane starts.
-	managerBin := filepath.Join(tmp, "manager")
-	built := make(chan error, 1)
-	go func() { built <- goBuild(ctx, root, managerBin, "./cmd/manager") }()
-
-	webhookPort := freePort(t)
-	start := time.Now()
-	l, err := lab.Start(ctx, lab.Options{
-		Dir: filepath.Join(tmp, "lab"), WebhookHost: "127.0.0.1", WebhookPort: webhookPort,
-		RepoRoot: root, BinaryAssetsDirectory: assets, Log: logWriter{t},
-	})
-	if err != nil {
-		t.Fatalf("start the lab: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := l.Stop(); err != nil {
-			t.Errorf("stop the lab: %v", err)
-		}
-	})
-	t.Logf("lab up in %s", time.Since(start).Round(time.Millisecond))
-	if err := <-built; err != nil {
-		t.Fatalf("build the manager: %v", err)
-	}
-
-	probeAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	mgr := startManager(t, managerBin, filepath.Join(tmp, "manager.log"),
-		"--kubeconfig", l.Kubeconfig,
-		"--namespace", lab.Namespace,
-		"--webhook-host", "127.0.0.1",
-		"--webhook-port", strconv.Itoa(webhookPort),
-		"--webhook-cert-ip", "127.0.0.1",
-		"--webhook-cert-dir", filepath.Join(tmp, "certs"),
-		"--metrics-bind-address", "0",
-		"--health-probe-bind-address", probeAddr,
-		"--agent-image", "sluice/agent:e2e",
-	)
-	mgr.waitReady(ctx, t, "http://"+probeAddr+"/readyz")
-	waitCABundles(ctx, t, mgr, l)
-	t.Logf("operator ready %s after start", time.Since(start).Round(time.Millisecond))
-
-	k := kubectl{t: t, ctx: ctx, path: kubectlPath, dir: root, global: []string{
-		"--kubeconfig", l.Kubeconfig, "--cache-dir", filepath.Join(tmp, "kube-cache"),
-	}}
+	t.Parallel()
+	env := startOperator(t, 2*time.Minute)
+	start, k := env.start, env.k
 
 	// 1. The legacy dataplane with NPM, in v1.
 	out := k.mustRun("apply", "-f", v1Sample)
@@ -144,6 +88,87 @@ func TestOperatorWithKubectl(t *testing.T) {
 	t.Logf("done %s after start", time.Since(start).Round(time.Millisecond))
 }
 
+// operatorEnv is a running lab with the operator built and started against
+// it, and kubectl pointed at it.
+type operatorEnv struct {
+	ctx   context.Context
+	lab   *lab.Lab
+	mgr   *manager
+	k     kubectl
+	start time.Time
+}
+
+// startOperator starts a lab of its own (so tests may run in parallel),
+// builds and starts the operator against it and waits until its webhooks
+// serve. Everything stops when the test ends; timeout bounds the test.
+func startOperator(t *testing.T, timeout time.Duration) *operatorEnv {
+	t.Helper()
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make setup-envtest` and export KUBEBUILDER_ASSETS=<repo>/bin/k8s/<version> (the directory holding kube-apiserver, etcd and kubectl)")
+	}
+	kubectlPath := filepath.Join(assets, "kubectl")
+	if _, err := os.Stat(kubectlPath); err != nil {
+		t.Fatalf("no kubectl in KUBEBUILDER_ASSETS (%v): run `make setup-envtest`", err)
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	t.Cleanup(cancel)
+	tmp := t.TempDir()
+
+	// Build the operator while the control plane starts.
+	managerBin := filepath.Join(tmp, "manager")
+	built := make(chan error, 1)
+	go func() { built <- goBuild(ctx, root, managerBin, "./cmd/manager") }()
+
+	webhookPort := freePort(t)
+	start := time.Now()
+	l, err := lab.Start(ctx, lab.Options{
+		Dir: filepath.Join(tmp, "lab"), WebhookHost: "127.0.0.1", WebhookPort: webhookPort,
+		RepoRoot: root, BinaryAssetsDirectory: assets, Log: logWriter{t},
+	})
+	if err != nil {
+		// Let the build finish before the test's temp dir goes.
+		if buildErr := <-built; buildErr != nil {
+			t.Logf("build the manager: %v", buildErr)
+		}
+		t.Fatalf("start the lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Stop(); err != nil {
+			t.Errorf("stop the lab: %v", err)
+		}
+	})
+	t.Logf("lab up in %s", time.Since(start).Round(time.Millisecond))
+	if err := <-built; err != nil {
+		t.Fatalf("build the manager: %v", err)
+	}
+
+	probeAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	mgr := startManager(t, managerBin, filepath.Join(tmp, "manager.log"),
+		"--kubeconfig", l.Kubeconfig,
+		"--namespace", lab.Namespace,
+		"--webhook-host", "127.0.0.1",
+		"--webhook-port", strconv.Itoa(webhookPort),
+		"--webhook-cert-ip", "127.0.0.1",
+		"--webhook-cert-dir", filepath.Join(tmp, "certs"),
+		"--metrics-bind-address", "0",
+		"--health-probe-bind-address", probeAddr,
+		"--agent-image", "sluice/agent:e2e",
+	)
+	mgr.waitReady(ctx, t, "http://"+probeAddr+"/readyz")
+	waitCABundles(ctx, t, mgr, l)
+	t.Logf("operator ready %s after start", time.Since(start).Round(time.Millisecond))
+
+	k := kubectl{t: t, ctx: ctx, path: kubectlPath, dir: root, global: []string{
+		"--kubeconfig", l.Kubeconfig, "--cache-dir", filepath.Join(tmp, "kube-cache"),
+	}}
+	return &operatorEnv{ctx: ctx, lab: l, mgr: mgr, k: k, start: start}
+}
+
 // kubectl runs the kubectl binary against the lab, logging every command.
 type kubectl struct {
 	t      *testing.T
@@ -164,6 +189,21 @@ func (k kubectl) run(args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	k.t.Logf("$ kubectl %s\n%s", strings.Join(args, " "), out.String())
+	return out.String(), err
+}
+
+// runStdin is run with stdin.
+func (k kubectl) runStdin(stdin string, args ...string) (string, error) {
+	k.t.Helper()
+	ctx, cancel := context.WithTimeout(k.ctx, 45*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, k.path, append(append([]string{}, k.global...), args...)...)
+	cmd.Dir = k.dir
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	k.t.Logf("$ kubectl %s <<EOF\n%sEOF\n%s", strings.Join(args, " "), stdin, out.String())
 	return out.String(), err
 }
 
