@@ -56,7 +56,9 @@ type NodeNetworkReconciler struct {
 	// APIReader reads uncached where a stale cache would over-allocate.
 	APIReader client.Reader
 	Recorder  recorder.EventRecorder
-	// MaxConcurrentReconciles bounds parallel allocations (default 4).
+	// MaxConcurrentReconciles bounds parallel allocations (default 16: a
+	// reconcile mostly waits on the API server, and claims keep parallel
+	// allocations apart).
 	MaxConcurrentReconciles int
 
 	spaces *poolSpaces
@@ -75,7 +77,7 @@ func (r *NodeNetworkReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		r.spaces = newPoolSpaces()
 	}
 	if r.MaxConcurrentReconciles == 0 {
-		r.MaxConcurrentReconciles = 4
+		r.MaxConcurrentReconciles = 16
 	}
 	blocks, err := mgr.GetCache().GetInformer(ctx, &v1.IPAMBlock{})
 	if err != nil {

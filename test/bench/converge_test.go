@@ -68,7 +68,7 @@ const (
 // (writes/node) and NodeNetwork reconciles (reconciles/node); ns/op also
 // counts verifying the allocation. A breakdown of the writes by verb and
 // resource is logged (-v). BENCH_NODENETWORK_WORKERS sets the NodeNetwork
-// controller's MaxConcurrentReconciles (default: the operator's, 4).
+// controller's MaxConcurrentReconciles (default: the operator's, 16).
 func BenchmarkConverge1000Nodes(b *testing.B) {
 	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 
