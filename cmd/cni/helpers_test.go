@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,65 +20,23 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/testutils"
 
 	"github.com/sluice-dev/sluice/internal/cni"
+	"github.com/sluice-dev/sluice/test/nodelab"
 )
 
 const (
-	pluginName    = "sluice-cni"
-	networkName   = "sluice"
-	requireEnvVar = "SLUICE_REQUIRE_PRIVILEGED"
-	testMTU       = 1400
+	pluginName  = "sluice-cni"
+	networkName = "sluice"
+	testMTU     = 1400
 )
 
-// requirePrivileged skips a test that needs root (network namespaces,
-// veths), or fails it when SLUICE_REQUIRE_PRIVILEGED=1 (CI) forbids skipping.
-func requirePrivileged(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	msg := "needs root to create network namespaces and veths; run the tests as root"
-	if os.Getenv(requireEnvVar) == "1" {
-		t.Fatal(msg + " (" + requireEnvVar + "=1 forbids skipping)")
-	}
-	t.Skip(msg)
-}
+// requirePrivileged, newNS and pluginDir are the shared local-node
+// helpers; the CNI tests keep their own world (env) for the finer control
+// the crash tests need.
+func requirePrivileged(t *testing.T) { t.Helper(); nodelab.RequirePrivileged(t) }
 
-var (
-	binDir    string
-	buildOnce sync.Once
-	buildErr  error
-)
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sluice-cni-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// pluginDir builds the plugin binary once and returns the CNI_PATH that
-// holds it.
-func pluginDir(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, pluginName), ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binDir
-}
+func pluginDir(t *testing.T) string { t.Helper(); return nodelab.PluginDir(t) }
 
 // env is one test's world: a "host" netns in which every plugin runs,
 // "pod" netns, an allocation file, a state dir and a libcni cache.
@@ -123,20 +80,7 @@ func newEnv(t *testing.T, pods int) *env {
 	return e
 }
 
-func newNS(t *testing.T) ns.NetNS {
-	t.Helper()
-	n, err := testutils.NewNS()
-	if err != nil {
-		t.Fatalf("create netns: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = n.Close()
-		if err := testutils.UnmountNS(n); err != nil {
-			t.Errorf("remove netns: %v", err)
-		}
-	})
-	return n
-}
+func newNS(t *testing.T) ns.NetNS { t.Helper(); return nodelab.NewNetNS(t) }
 
 func (e *env) pluginConf() string {
 	return fmt.Sprintf(`{"type":%q,"mtu":%d,"allocationFile":%q,"stateDir":%q,"hostVethPrefix":"slc"}`,
