@@ -218,6 +218,19 @@ var _ = Describe("IPAM", func() {
 		})
 	})
 
+	Context("dual stack", func() {
+		It("gives a node one block of each family", func(ctx SpecContext) {
+			p := pool("dual", v1.IPAMModeOverlay, "10.106.0.0/16", "fd00:106::/112")
+			Expect(k8s.Create(ctx, p)).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { cleanupPool(ctx, p, "dual-a") })
+			Expect(k8s.Create(ctx, node("dual-a", p.Name))).To(Succeed())
+			nn := expectAllocated(ctx, "dual-a", 2)
+			Expect(nn.Status.CIDRs).To(ConsistOf(v1.CIDR("10.106.0.0/24"), v1.CIDR("fd00:106::/120")))
+			// IPv6 has no broadcast address: only the block's first is kept back.
+			Expect(nn.Status.ExcludeIPs).To(ConsistOf("10.106.0.0", "10.106.0.255", "fd00:106::"))
+		})
+	})
+
 	Context("pod subnet", func() {
 		It("hands out batches as the node needs them and takes back what it releases", func(ctx SpecContext) {
 			p := pool("subnet", v1.IPAMModeSubnet, "10.102.0.0/20")
