@@ -17,6 +17,7 @@ IMG       ?= sluice/manager:dev
 AGENT_IMG ?= sluice/agent:dev
 # Packages tested with the race detector; the envtest suites are included.
 TEST_FLAGS ?= -race -count=1
+FUZZTIME   ?= 30s
 
 .PHONY: help
 help: ## Show this help
@@ -70,9 +71,11 @@ bench: setup-envtest ## Run benchmarks and print their figures: the allocator, t
 		go test -run '^$$' -bench Converge -benchtime 1x ./test/bench/
 
 .PHONY: fuzz
-fuzz: ## Fuzz the API conversion for a minute each way
-	go test ./api/v1alpha1 -run '^$$' -fuzz FuzzRoundTripFromV1 -fuzztime 30s
-	go test ./api/v1alpha1 -run '^$$' -fuzz FuzzRoundTripFromV1alpha1 -fuzztime 30s
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
+	go test ./api/v1alpha1 -run '^$$' -fuzz '^FuzzRoundTripFromV1$$' -fuzztime $(FUZZTIME)
+	go test ./api/v1alpha1 -run '^$$' -fuzz '^FuzzRoundTripFromV1alpha1$$' -fuzztime $(FUZZTIME)
+	go test ./internal/ipam -run '^$$' -fuzz '^FuzzBlockName$$' -fuzztime $(FUZZTIME)
+	go test ./internal/cni -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME)
 
 ##@ Run
 
