@@ -33,8 +33,12 @@ manifests: ## Generate CRDs, RBAC and webhook configuration into config/
 		output:webhook:artifacts:config=config/webhook
 
 .PHONY: generate
-generate: ## Generate deepcopy code for the API types
+generate: generate-bpf ## Generate deepcopy code for the API types and the BPF objects
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths="./api/..."
+
+.PHONY: generate-bpf
+generate-bpf: ## Compile bpf/ into internal/datapath with bpf2go (clang-19 -O2 -g -Wall -Werror, pinned in gen.go)
+	go generate ./internal/datapath/
 
 .PHONY: fmt
 fmt: ## go fmt
@@ -48,9 +52,9 @@ vet: ## go vet
 verify: manifests generate ## Regenerate everything and fail if the tree differs
 	go mod tidy
 	cd hack/tools && go mod tidy
-	@if [ -n "$$(git status --porcelain -- api config go.mod go.sum hack)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config go.mod go.sum hack bpf internal/datapath)" ]; then \
 		echo "verify: generated files are out of date; run 'make manifests generate && go mod tidy' and commit:"; \
-		git status --porcelain -- api config go.mod go.sum hack; git --no-pager diff --stat; exit 1; fi
+		git status --porcelain -- api config go.mod go.sum hack bpf internal/datapath; git --no-pager diff --stat; exit 1; fi
 	@echo "verify: generated files are current"
 
 .PHONY: lint

@@ -1,0 +1,108 @@
+// Package datapath loads and feeds the BPF programs that enforce
+// NetworkPolicy on a node (bpf/sluice.c): it owns the programs, their
+// maps, and the writing of a compiled policy.Snapshot into those maps.
+//
+// # Programs
+//
+// sluice_from_pod runs at the tcx ingress of a pod's host-side veth
+// (packets leaving the pod: the source endpoint's egress policy) and
+// sluice_to_pod at its tcx egress (packets entering the pod: the
+// destination's ingress policy). Attach attaches both to one veth.
+// Non-IP packets, IPv6 neighbour discovery, packets whose source is their
+// destination, and packets of addresses that are no endpoint pass; a
+// direction no policy isolates passes; otherwise the peer's class comes
+// from the ipcache (longest prefix; none: ClassWorld) and the packet passes
+// if an entry of that class or of ClassAny matches its protocol and
+// destination port. Every address is held as 16 bytes (IPv4 as
+// IPv4-mapped IPv6), so IPv4 and IPv6 share the maps and the code.
+//
+// # Maps
+//
+//	sluice_state      ARRAY[1]: the live generation, 0 or 1
+//	sluice_endpoints  ARRAY_OF_MAPS[2] -> HASH addr(16) -> {id, ingress/egress isolated}
+//	sluice_ipcache    ARRAY_OF_MAPS[2] -> LPM_TRIE {prefixlen, addr(16)} -> class
+//	sluice_policy     HASH_OF_MAPS {endpoint, direction, generation} ->
+//	                  LPM_TRIE {prefixlen, class(32) | proto(8) | port(16, big-endian)} -> 1
+//	sluice_conntrack  LRU_HASH {endpoint, direction, proto, sport, dport, saddr, daddr} -> last seen
+//	sluice_counters   PERCPU_HASH endpoint -> allowed/dropped per direction
+//
+// A policy key's prefix length counts from the class: a (class, ProtoAny)
+// entry is /32, a whole protocol /40, a port prefix /40+n, so a port range
+// is a few port-prefix entries. A packet with ports is looked up with the
+// full /56 key, first with its class and then with ClassAny; a packet
+// without (ICMP, other protocols, non-first fragments) is looked up as /32,
+// which only ProtoAny entries can match. An isolated direction without
+// entries has no inner map: the lookup fails and the packet drops.
+//
+// # Swap model
+//
+// Endpoints, ipcache and policy exist in two generations, and a program
+// reads sluice_state once per packet and then uses only that generation.
+// Apply rewrites the idle generation (diffing against what the loader
+// knows it holds; every changed policy is a new inner map, swapped in
+// whole), flips sluice_state, and waits until no program still runs on the
+// old generation: an update of a map-in-map returns only after an RCU grace
+// period (the kernel's maybe_wait_bpf_programs). Only then does it bring
+// the old generation up to date, so that both hold the snapshot and the
+// next Apply diffs against it. A packet is judged wholly by one snapshot:
+// no half-written policy, and no ipcache from one snapshot with a policy
+// from another (which matters when the compiler renumbers classes). The
+// price: Apply waits for up to five grace periods (about 10 ms each on a
+// 2-core VM) whatever the size of the change, and the ipcache and endpoint
+// maps exist twice.
+//
+// # Connection tracking
+//
+// When a hook allows a new flow (TCP, UDP, SCTP with ports; ICMP echo
+// requests) it records the tuple as it saw it under (endpoint, direction):
+// sluice_from_pod under (source endpoint, egress), sluice_to_pod under
+// (destination endpoint, ingress), whether the direction is isolated or
+// not. A packet passes without a policy lookup if its reversed tuple is
+// recorded for the same endpoint's other direction and seen within the
+// timeout (Options.CTTimeoutTCP, CTTimeoutOther): a reply arriving at an
+// endpoint's ingress must answer a flow that endpoint's egress allowed,
+// and the other way round. A peer can't forge a reply: it would have to
+// use exactly the addresses, ports and protocol of a flow the endpoint
+// itself was allowed to open, which is what a reply is. Forward packets
+// are checked against the policy every time, so a policy change cuts the
+// forward direction at once; replies then stop with the timeout. There is
+// no TCP state machine (a closed connection's entry lives until its
+// timeout or LRU eviction), ICMP errors are not related to their flows
+// (they need a ProtoAny entry), and tracked flows of an endpoint that
+// leaves a snapshot are deleted.
+//
+// Non-first IPv4/IPv6 fragments carry no ports: they are judged as a
+// protocol without ports, so only ProtoAny entries admit them (fragmented
+// UDP to or from an endpoint isolated by port rules is dropped after its
+// first fragment); a first fragment too short to hold the ports is judged
+// the same way.
+//
+// # Pinning
+//
+// With Options.PinDir (the agent uses DefaultPinDir, /sys/fs/bpf/sluice)
+// New pins, or reuses when present, the maps that must survive an agent
+// restart so that enforcement and tracked flows carry on while it is down:
+//
+//	/sys/fs/bpf/sluice/sluice_state
+//	/sys/fs/bpf/sluice/sluice_endpoints
+//	/sys/fs/bpf/sluice/sluice_ipcache
+//	/sys/fs/bpf/sluice/sluice_policy
+//	/sys/fs/bpf/sluice/sluice_conntrack
+//	/sys/fs/bpf/sluice/sluice_counters
+//	/sys/fs/bpf/sluice/links/<ifindex>_from_pod   tcx link, veth ingress
+//	/sys/fs/bpf/sluice/links/<ifindex>_to_pod     tcx link, veth egress
+//
+// Inner maps are not pinned: the outer maps hold them. The knobs in
+// .rodata are not either: each run sets its own. A restarted agent's New
+// reads what the pinned maps hold and its first Apply replaces it; Attach
+// on a pinned link updates it to the new program in place. Changing a
+// map's size (Options) is incompatible with its pin: New fails until the
+// pins are removed. Without PinDir nothing is pinned and Close detaches
+// everything (tests, the CLI).
+//
+// # Limits
+//
+// A pod's source address is not checked against its veth (no anti-spoofing
+// yet), and the programs see packets before any service translation on the
+// host: policy applies to the addresses on the wire at the veth.
+package datapath

@@ -1,0 +1,170 @@
+package datapath
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-dev/sluice/internal/policy"
+	"github.com/sluice-dev/sluice/test/nodelab"
+)
+
+// A private bpffs, so the test pins nothing on the host.
+func bpffs(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	return filepath.Join(dir, "sluice")
+}
+
+// An agent restart: the pinned maps keep enforcing, a new Datapath picks
+// them up, tracked flows survive, and its Apply starts from what is there.
+func TestPinnedStateSurvivesRestart(t *testing.T) {
+	nodelab.RequirePrivileged(t)
+	pin := bpffs(t)
+	snap := snapshot(func(a, b *policy.EndpointPolicy) {
+		a.IngressIsolated = true
+		b.IngressIsolated = true
+		b.Ingress = []policy.PolicyEntry{entry(classA, policy.ProtoTCP, 80, 16)}
+	})
+	d1, err := New(Options{PinDir: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d1.Apply(snap); err != nil {
+		t.Fatal(err)
+	}
+	flow := tcp(ipA, ipB, 80)
+	if !mustVerdict(t, d1, flow) {
+		t.Fatal("flow dropped")
+	}
+	if err := d1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"sluice_state", "sluice_endpoints", "sluice_ipcache", "sluice_policy", "sluice_conntrack", "sluice_counters"} {
+		if _, err := os.Stat(filepath.Join(pin, name)); err != nil {
+			t.Errorf("pin %s: %v", name, err)
+		}
+	}
+
+	d2 := newDatapath(t, Options{PinDir: pin})
+	if !mustVerdict(t, d2, reply(flow)) {
+		t.Error("the tracked flow's reply was dropped after the restart")
+	}
+	if mustVerdict(t, d2, tcp(ipA, ipB, 81)) {
+		t.Error("the pinned policy stopped enforcing")
+	}
+	if c, err := d2.Counters(idB); err != nil || c.IngressAllowed != 1 {
+		t.Errorf("B's counters after the restart: %+v, %v", c, err)
+	}
+	// The new snapshot drops A and opens B; what the old run left is
+	// replaced.
+	next := snapshot(nil)
+	next.Endpoints = next.Endpoints[1:]
+	if err := d2.Apply(next); err != nil {
+		t.Fatal(err)
+	}
+	if !mustVerdict(t, d2, tcp(ipA, ipB, 81)) {
+		t.Error("B is still isolated")
+	}
+	if _, err := d2.Counters(idA); err == nil {
+		t.Error("A's counters outlived A")
+	}
+	var k sluicePolicyOuterKey
+	var id uint32
+	if it := d2.objs.SluicePolicy.Iterate(); it.Next(&k, &id) {
+		t.Errorf("policy entry %+v left", k)
+	}
+}
+
+// Pinned links outlive Close and are taken over, not doubled, by the next
+// Datapath; closing the attachment detaches and unpins.
+func TestPinnedLinks(t *testing.T) {
+	nodelab.RequirePrivileged(t)
+	pin := bpffs(t)
+	netns := nodelab.NewNetNS(t)
+	count := func() (n int) {
+		t.Helper()
+		if err := netns.Do(func(ns.NetNS) error {
+			l, err := netlink.LinkByName("veth0")
+			if err != nil {
+				return err
+			}
+			for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+				r, err := link.QueryPrograms(link.QueryOptions{Target: l.Attrs().Index, Attach: at})
+				if err != nil {
+					return err
+				}
+				n += len(r.Programs)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var ifindex int
+	if err := netns.Do(func(ns.NetNS) error {
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth0"}, PeerName: "peer0"}
+		if err := netlink.LinkAdd(veth); err != nil {
+			return err
+		}
+		l, err := netlink.LinkByName("veth0")
+		ifindex = l.Attrs().Index
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	attach := func(d *Datapath) (c interface{ Close() error }) {
+		t.Helper()
+		if err := netns.Do(func(ns.NetNS) error {
+			var err error
+			c, err = d.Attach(ifindex)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	d1, err := New(Options{PinDir: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attach(d1)
+	if n := count(); n != 2 {
+		t.Fatalf("%d programs attached, want 2", n)
+	}
+	if err := d1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("after Close: %d programs attached, want the 2 pinned", n)
+	}
+	d2 := newDatapath(t, Options{PinDir: pin})
+	att := attach(d2)
+	if n := count(); n != 2 {
+		t.Fatalf("after a second Attach: %d programs attached, want 2", n)
+	}
+	if err := att.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := att.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("after detaching: %d programs attached", n)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(pin, "links")); len(entries) != 0 {
+		t.Errorf("pins left: %v", entries)
+	}
+}
