@@ -80,6 +80,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
 	go test ./api/v1alpha1 -run '^$$' -fuzz '^FuzzRoundTripFromV1alpha1$$' -fuzztime $(FUZZTIME)
 	go test ./internal/ipam -run '^$$' -fuzz '^FuzzBlockName$$' -fuzztime $(FUZZTIME)
 	go test ./internal/cni -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME)
+	go test ./internal/policy -run '^$$' -fuzz '^FuzzCompileMatchesReference$$' -fuzztime $(FUZZTIME)
 
 ##@ Run
 

@@ -235,9 +235,11 @@ var _ = Describe("DataplaneConfig", func() {
 			})
 			Expect(k8s.Create(ctx, dpc)).To(Succeed())
 
-			ds := &appsv1.DaemonSet{}
-			Eventually(func() error { return k8s.Get(ctx, agentKey, ds) }).Should(Succeed())
-			Expect(metav1.IsControlledBy(ds, dpcFromServer(ctx))).To(BeTrue())
+			ds := ownedAgentDaemonSet(ctx)
+			Eventually(func(g Gomega) {
+				g.Expect(k8s.Get(ctx, agentKey, ds)).To(Succeed())
+				g.Expect(ds.Spec.Template.Spec.Containers[0].Resources.Requests.Memory().String()).To(Equal("512Mi"))
+			}).Should(Succeed())
 
 			pod := ds.Spec.Template.Spec
 			Expect(pod.NodeSelector).To(HaveKeyWithValue("kubernetes.io/os", "linux"))
@@ -267,8 +269,7 @@ var _ = Describe("DataplaneConfig", func() {
 		It("rolls the agent when the configuration changes and follows its rollout in conditions", func(ctx SpecContext) {
 			dpc := dataplaneConfig(v1.DataplaneConfigSpec{})
 			Expect(k8s.Create(ctx, dpc)).To(Succeed())
-			ds := &appsv1.DaemonSet{}
-			Eventually(func() error { return k8s.Get(ctx, agentKey, ds) }).Should(Succeed())
+			ds := ownedAgentDaemonSet(ctx)
 			firstHash := ds.Spec.Template.Annotations["sluice.dev/config-hash"]
 			Expect(firstHash).NotTo(BeEmpty())
 
@@ -307,8 +308,7 @@ var _ = Describe("DataplaneConfig", func() {
 
 		It("repairs an agent DaemonSet someone edited", func(ctx SpecContext) {
 			Expect(k8s.Create(ctx, dataplaneConfig(v1.DataplaneConfigSpec{}))).To(Succeed())
-			ds := &appsv1.DaemonSet{}
-			Eventually(func() error { return k8s.Get(ctx, agentKey, ds) }).Should(Succeed())
+			ds := ownedAgentDaemonSet(ctx)
 
 			Expect(update(ctx, k8s, ds, func() {
 				ds.Spec.Template.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}
@@ -385,6 +385,23 @@ func update(ctx context.Context, c client.Client, obj client.Object, mutate func
 		mutate()
 		return c.Update(ctx, obj)
 	})
+}
+
+// ownedAgentDaemonSet waits for the agent DaemonSet controlled by the
+// current DataplaneConfig. envtest runs no garbage collector, so a late
+// reconcile of the previous spec's object can leave a DaemonSet behind;
+// the operator adopts and rewrites it first.
+func ownedAgentDaemonSet(ctx context.Context) *appsv1.DaemonSet {
+	ds := &appsv1.DaemonSet{}
+	EventuallyWithOffset(1, func(g Gomega) {
+		g.Expect(k8s.Get(ctx, agentKey, ds)).To(Succeed())
+		owner := &v1.DataplaneConfig{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: v1.DataplaneConfigName}, owner)).To(Succeed())
+		g.Expect(metav1.IsControlledBy(ds, owner)).To(BeTrue())
+		g.Expect(owner.Status.Agent).NotTo(BeNil())
+		g.Expect(ds.Generation).To(Equal(owner.Status.Agent.DaemonSetGeneration), "the operator has finished with it")
+	}).Should(Succeed())
+	return ds
 }
 
 func dpcFromServer(ctx context.Context) *v1.DataplaneConfig {

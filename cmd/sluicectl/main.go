@@ -37,6 +37,8 @@ const usage = `sluicectl is the Sluice developer tool.
 Usage:
   sluicectl lab up [flags]   start a local control plane on loopback and
                              run until interrupted (Ctrl-C)
+  sluicectl policy verdicts --case FILE [--engine bpf|model] [--check]
+                             compute NetworkPolicy verdicts for a case file
   sluicectl help             show this help
 
 Run 'sluicectl lab up --help' for the flags of lab up.
@@ -51,12 +53,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
+	if isHelp(args[0]) {
 		fmt.Fprint(stdout, usage)
 		return 0
+	}
+	switch args[0] {
 	case "lab":
 		return runLab(args[1:], stdout, stderr)
+	case "policy":
+		return runPolicy(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "sluicectl: unknown command %q\n\n%s", args[0], usage)
 		return 2
@@ -65,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func runLab(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "up" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		if len(args) > 0 && isHelp(args[0]) {
 			fmt.Fprint(stdout, usage)
 			return 0
 		}
@@ -132,4 +137,13 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "lab: stopped")
 	return 0
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
 }

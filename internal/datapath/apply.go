@@ -36,7 +36,7 @@ type policyID struct {
 // policyRef is the inner map a policy outer entry points at and the
 // entries in it; known is false for maps found pinned from an earlier run.
 type policyRef struct {
-	entries []policy.PolicyEntry
+	entries []policy.Entry
 	known   bool
 }
 
@@ -111,7 +111,7 @@ func innerMap(outer *ebpf.Map, gen uint32, spec *ebpf.MapSpec) (*ebpf.Map, error
 type desired struct {
 	endpoints map[[16]byte]sluiceEndpointInfo
 	ipcache   map[sluiceIpcacheKey]uint32
-	policy    map[policyID][]policy.PolicyEntry
+	policy    map[policyID][]policy.Entry
 }
 
 // Apply makes the datapath enforce snap: ipcache, endpoints and every
@@ -288,7 +288,7 @@ func outerKey(pid policyID, gen uint32) sluicePolicyOuterKey {
 }
 
 // buildPolicy makes a new inner policy map holding entries.
-func (d *Datapath) buildPolicy(entries []policy.PolicyEntry) (*ebpf.Map, error) {
+func (d *Datapath) buildPolicy(entries []policy.Entry) (*ebpf.Map, error) {
 	m, err := ebpf.NewMap(d.policyInner)
 	if err != nil {
 		return nil, err
@@ -310,7 +310,7 @@ func (d *Datapath) buildPolicy(entries []policy.PolicyEntry) (*ebpf.Map, error) 
 	return m, nil
 }
 
-func policyKey(e policy.PolicyEntry) sluicePolicyKey {
+func policyKey(e policy.Entry) sluicePolicyKey {
 	k := sluicePolicyKey{Class: uint32(e.Class), Proto: e.Proto}
 	if e.Proto == policy.ProtoAny {
 		k.Prefixlen = prefixClass
@@ -360,7 +360,7 @@ func (d *Datapath) compile(snap *policy.Snapshot) (*desired, error) {
 	want := &desired{
 		endpoints: make(map[[16]byte]sluiceEndpointInfo, len(snap.Endpoints)),
 		ipcache:   make(map[sluiceIpcacheKey]uint32, len(snap.IPCache)),
-		policy:    map[policyID][]policy.PolicyEntry{},
+		policy:    map[policyID][]policy.Entry{},
 	}
 	if len(snap.IPCache) > opts.MaxIPCacheEntries {
 		return nil, fmt.Errorf("%d ipcache entries, more than the %d the map holds", len(snap.IPCache), opts.MaxIPCacheEntries)
@@ -397,7 +397,7 @@ func (d *Datapath) compile(snap *policy.Snapshot) (*desired, error) {
 		for _, dir := range []struct {
 			d        policy.Direction
 			isolated bool
-			entries  []policy.PolicyEntry
+			entries  []policy.Entry
 		}{{policy.Ingress, ep.IngressIsolated, ep.Ingress}, {policy.Egress, ep.EgressIsolated, ep.Egress}} {
 			if !dir.isolated {
 				continue // not isolated: everything passes, entries unused
@@ -419,8 +419,8 @@ func (d *Datapath) compile(snap *policy.Snapshot) (*desired, error) {
 
 // normalize checks entries, clears port bits past each prefix, and sorts
 // and deduplicates them so equal policies compare equal.
-func normalize(in []policy.PolicyEntry) ([]policy.PolicyEntry, error) {
-	out := make([]policy.PolicyEntry, 0, len(in))
+func normalize(in []policy.Entry) ([]policy.Entry, error) {
+	out := make([]policy.Entry, 0, len(in))
 	for _, e := range in {
 		if e.PortPrefixLen > 16 {
 			return nil, fmt.Errorf("entry %+v: port prefix longer than 16 bits", e)
@@ -431,7 +431,7 @@ func normalize(in []policy.PolicyEntry) ([]policy.PolicyEntry, error) {
 		e.Port &^= uint16(0xffff >> e.PortPrefixLen)
 		out = append(out, e)
 	}
-	slices.SortFunc(out, func(a, b policy.PolicyEntry) int {
+	slices.SortFunc(out, func(a, b policy.Entry) int {
 		return cmp.Or(cmp.Compare(a.Class, b.Class), cmp.Compare(a.Proto, b.Proto),
 			cmp.Compare(a.PortPrefixLen, b.PortPrefixLen), cmp.Compare(a.Port, b.Port))
 	})

@@ -21,7 +21,7 @@ func BenchmarkVerdict(b *testing.B) {
 	perPkt := map[int]float64{}
 	for _, n := range []int{10, 1_000, 10_000, 100_000} {
 		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
-			entries := make([]policy.PolicyEntry, 0, n)
+			entries := make([]policy.Entry, 0, n)
 			for i := range n {
 				c := policy.FirstDynamicClass + policy.Class(i/4)
 				switch i % 4 {

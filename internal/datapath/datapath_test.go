@@ -105,13 +105,13 @@ func reply(p Packet) Packet {
 	return Packet{Src: p.Dst, Dst: p.Src, Proto: p.Proto, SrcPort: p.DstPort, DstPort: p.SrcPort, Reply: true}
 }
 
-func entry(c policy.Class, proto uint8, port uint16, bits uint8) policy.PolicyEntry {
-	return policy.PolicyEntry{Class: c, Proto: proto, Port: port, PortPrefixLen: bits}
+func entry(c policy.Class, proto uint8, port uint16, bits uint8) policy.Entry {
+	return policy.Entry{Class: c, Proto: proto, Port: port, PortPrefixLen: bits}
 }
 
 // portRange is the port prefixes covering lo-hi, as the compiler makes them.
-func portRange(c policy.Class, proto uint8, lo, hi uint16) []policy.PolicyEntry {
-	var out []policy.PolicyEntry
+func portRange(c policy.Class, proto uint8, lo, hi uint16) []policy.Entry {
+	var out []policy.Entry
 	for p := uint32(lo); p <= uint32(hi); {
 		bits := uint8(16)
 		for bits > 0 {
@@ -170,7 +170,7 @@ func TestPolicy(t *testing.T) {
 		name: "exact class and port",
 		snap: snapshot(func(a, b *policy.EndpointPolicy) {
 			b.IngressIsolated = true
-			b.Ingress = []policy.PolicyEntry{entry(classA, policy.ProtoTCP, 80, 16)}
+			b.Ingress = []policy.Entry{entry(classA, policy.ProtoTCP, 80, 16)}
 		}),
 		probes: []probe{
 			{"allowed", tcp(ipA, ipB, 80), true},
@@ -183,7 +183,7 @@ func TestPolicy(t *testing.T) {
 		name: "ClassAny",
 		snap: snapshot(func(a, b *policy.EndpointPolicy) {
 			b.IngressIsolated = true
-			b.Ingress = []policy.PolicyEntry{entry(policy.ClassAny, policy.ProtoTCP, 443, 16)}
+			b.Ingress = []policy.Entry{entry(policy.ClassAny, policy.ProtoTCP, 443, 16)}
 		}),
 		probes: []probe{
 			{"pod", tcp(ipA, ipB, 443), true},
@@ -196,7 +196,7 @@ func TestPolicy(t *testing.T) {
 		name: "ProtoAny",
 		snap: snapshot(func(a, b *policy.EndpointPolicy) {
 			b.IngressIsolated = true
-			b.Ingress = []policy.PolicyEntry{entry(classA, policy.ProtoAny, 0, 0)}
+			b.Ingress = []policy.Entry{entry(classA, policy.ProtoAny, 0, 0)}
 		}),
 		probes: []probe{
 			{"tcp", tcp(ipA, ipB, 1), true},
@@ -211,7 +211,7 @@ func TestPolicy(t *testing.T) {
 		name: "port range as one prefix",
 		snap: snapshot(func(a, b *policy.EndpointPolicy) {
 			b.IngressIsolated = true
-			b.Ingress = []policy.PolicyEntry{entry(classA, policy.ProtoTCP, 8080, 12)} // 8080-8095
+			b.Ingress = []policy.Entry{entry(classA, policy.ProtoTCP, 8080, 12)} // 8080-8095
 		}),
 		probes: []probe{
 			{"8079", tcp(ipA, ipB, 8079), false},
@@ -224,7 +224,7 @@ func TestPolicy(t *testing.T) {
 		name: "whole protocol",
 		snap: snapshot(func(a, b *policy.EndpointPolicy) {
 			b.IngressIsolated = true
-			b.Ingress = []policy.PolicyEntry{entry(classA, policy.ProtoUDP, 0, 0)}
+			b.Ingress = []policy.Entry{entry(classA, policy.ProtoUDP, 0, 0)}
 		}),
 		probes: []probe{
 			{"udp 1", udp(ipA, ipB, 1), true},
@@ -236,7 +236,7 @@ func TestPolicy(t *testing.T) {
 		name: "UDP and TCP on one port",
 		snap: snapshot(func(a, b *policy.EndpointPolicy) {
 			b.IngressIsolated = true
-			b.Ingress = []policy.PolicyEntry{entry(classA, policy.ProtoUDP, 53, 16)}
+			b.Ingress = []policy.Entry{entry(classA, policy.ProtoUDP, 53, 16)}
 		}),
 		probes: []probe{
 			{"udp", udp(ipA, ipB, 53), true},
@@ -247,7 +247,7 @@ func TestPolicy(t *testing.T) {
 		name: "SCTP",
 		snap: snapshot(func(a, b *policy.EndpointPolicy) {
 			b.IngressIsolated = true
-			b.Ingress = []policy.PolicyEntry{entry(classA, policy.ProtoSCTP, 3868, 16)}
+			b.Ingress = []policy.Entry{entry(classA, policy.ProtoSCTP, 3868, 16)}
 		}),
 		probes: []probe{
 			{"sctp", sctp(ipA, ipB, 3868), true},
@@ -258,7 +258,7 @@ func TestPolicy(t *testing.T) {
 		name: "ICMP only with ProtoAny",
 		snap: snapshot(func(a, b *policy.EndpointPolicy) {
 			b.IngressIsolated = true
-			b.Ingress = []policy.PolicyEntry{
+			b.Ingress = []policy.Entry{
 				entry(classA, policy.ProtoTCP, 0, 0),
 				entry(policy.ClassAny, policy.ProtoUDP, 0, 0),
 				entry(policy.ClassAny, policy.ProtoTCP, 0, 16), // port 0 exactly
@@ -273,9 +273,9 @@ func TestPolicy(t *testing.T) {
 		name: "ipcache longest match",
 		snap: snapshot(func(a, b *policy.EndpointPolicy) {
 			b.IngressIsolated = true
-			b.Ingress = []policy.PolicyEntry{entry(classCIDR, policy.ProtoTCP, 80, 16)}
+			b.Ingress = []policy.Entry{entry(classCIDR, policy.ProtoTCP, 80, 16)}
 			a.IngressIsolated = true
-			a.Ingress = []policy.PolicyEntry{entry(policy.ClassWorld, policy.ProtoTCP, 80, 16)}
+			a.Ingress = []policy.Entry{entry(policy.ClassWorld, policy.ProtoTCP, 80, 16)}
 		}),
 		probes: []probe{
 			{"C in the /16", tcp(ipC, ipB, 80), true},
@@ -324,9 +324,9 @@ func TestPolicy(t *testing.T) {
 		name: "both ends on the node",
 		snap: snapshot(func(a, b *policy.EndpointPolicy) {
 			a.EgressIsolated = true
-			a.Egress = []policy.PolicyEntry{entry(classB, policy.ProtoTCP, 0, 0)}
+			a.Egress = []policy.Entry{entry(classB, policy.ProtoTCP, 0, 0)}
 			b.IngressIsolated = true
-			b.Ingress = []policy.PolicyEntry{entry(classA, policy.ProtoTCP, 80, 16)}
+			b.Ingress = []policy.Entry{entry(classA, policy.ProtoTCP, 80, 16)}
 		}),
 		probes: []probe{
 			{"both allow", tcp(ipA, ipB, 80), true},
@@ -337,7 +337,7 @@ func TestPolicy(t *testing.T) {
 		snap: func() *policy.Snapshot {
 			s := snapshot(nil)
 			s.Endpoints[3].IngressIsolated = true
-			s.Endpoints[3].Ingress = []policy.PolicyEntry{
+			s.Endpoints[3].Ingress = []policy.Entry{
 				entry(class6A, policy.ProtoTCP, 80, 16),
 				entry(policy.ClassWorld, policy.ProtoAny, 0, 0),
 			}
@@ -429,8 +429,8 @@ func TestConntrack(t *testing.T) {
 	// A may open TCP/80, UDP/53, SCTP/9 and pings to B; B may receive them.
 	// Nothing else: A's ingress and B's egress deny every new flow.
 	snap := snapshot(func(a, b *policy.EndpointPolicy) {
-		allow := func(c policy.Class) []policy.PolicyEntry {
-			return []policy.PolicyEntry{
+		allow := func(c policy.Class) []policy.Entry {
+			return []policy.Entry{
 				entry(c, policy.ProtoTCP, 80, 16), entry(c, policy.ProtoUDP, 53, 16),
 				entry(c, policy.ProtoSCTP, 9, 16),
 			}
@@ -496,9 +496,9 @@ func TestConntrack(t *testing.T) {
 	t.Run("icmp echo", func(t *testing.T) {
 		snap := snapshot(func(a, b *policy.EndpointPolicy) {
 			a.IngressIsolated, a.EgressIsolated = true, true
-			a.Egress = []policy.PolicyEntry{entry(classB, policy.ProtoAny, 0, 0)}
+			a.Egress = []policy.Entry{entry(classB, policy.ProtoAny, 0, 0)}
 			b.IngressIsolated, b.EgressIsolated = true, true
-			b.Ingress = []policy.PolicyEntry{entry(classA, policy.ProtoAny, 0, 0)}
+			b.Ingress = []policy.Entry{entry(classA, policy.ProtoAny, 0, 0)}
 		})
 		if err := d.Apply(snap); err != nil {
 			t.Fatal(err)
@@ -584,7 +584,7 @@ func TestCounters(t *testing.T) {
 	d := newDatapath(t, Options{})
 	if err := d.Apply(snapshot(func(a, b *policy.EndpointPolicy) {
 		b.IngressIsolated = true
-		b.Ingress = []policy.PolicyEntry{entry(classA, policy.ProtoTCP, 80, 16)}
+		b.Ingress = []policy.Entry{entry(classA, policy.ProtoTCP, 80, 16)}
 	})); err != nil {
 		t.Fatal(err)
 	}
@@ -635,7 +635,7 @@ func TestApplyIsAtomic(t *testing.T) {
 	ipE := netip.MustParseAddr("10.0.1.9")
 	old := snapshot(func(a, b *policy.EndpointPolicy) {
 		b.IngressIsolated = true
-		b.Ingress = append([]policy.PolicyEntry{
+		b.Ingress = append([]policy.Entry{
 			entry(classA, policy.ProtoTCP, 80, 16),
 			entry(policy.ClassAny, policy.ProtoUDP, 53, 16),
 		}, portRange(classA, policy.ProtoTCP, 9000, 9999)...)
@@ -643,7 +643,7 @@ func TestApplyIsAtomic(t *testing.T) {
 	const classA2 policy.Class = 40
 	next := snapshot(func(a, b *policy.EndpointPolicy) {
 		b.IngressIsolated = true
-		b.Ingress = append([]policy.PolicyEntry{
+		b.Ingress = append([]policy.Entry{
 			entry(classA2, policy.ProtoTCP, 80, 12), // 80-95
 		}, portRange(classA2, policy.ProtoTCP, 9000, 9999)...)
 	})
@@ -743,13 +743,13 @@ func TestApplyRejects(t *testing.T) {
 	d := newDatapath(t, Options{MaxEndpoints: 2, MaxPolicyEntries: 2})
 	for name, s := range map[string]*policy.Snapshot{
 		"too many endpoints": snapshot(nil),
-		"too many entries": {Endpoints: []policy.EndpointPolicy{{ID: 1, IP: ipA, IngressIsolated: true, Ingress: []policy.PolicyEntry{
+		"too many entries": {Endpoints: []policy.EndpointPolicy{{ID: 1, IP: ipA, IngressIsolated: true, Ingress: []policy.Entry{
 			entry(1, 6, 1, 16), entry(1, 6, 2, 16), entry(1, 6, 3, 16)}}}},
 		"duplicate ID":   {Endpoints: []policy.EndpointPolicy{{ID: 1, IP: ipA}, {ID: 1, IP: ipB}}},
 		"duplicate IP":   {Endpoints: []policy.EndpointPolicy{{ID: 1, IP: ipA}, {ID: 2, IP: ipA}}},
 		"no IP":          {Endpoints: []policy.EndpointPolicy{{ID: 1}}},
-		"port prefix 17": {Endpoints: []policy.EndpointPolicy{{ID: 1, IP: ipA, EgressIsolated: true, Egress: []policy.PolicyEntry{entry(1, 6, 1, 17)}}}},
-		"ProtoAny port":  {Endpoints: []policy.EndpointPolicy{{ID: 1, IP: ipA, EgressIsolated: true, Egress: []policy.PolicyEntry{entry(1, 0, 80, 16)}}}},
+		"port prefix 17": {Endpoints: []policy.EndpointPolicy{{ID: 1, IP: ipA, EgressIsolated: true, Egress: []policy.Entry{entry(1, 6, 1, 17)}}}},
+		"ProtoAny port":  {Endpoints: []policy.EndpointPolicy{{ID: 1, IP: ipA, EgressIsolated: true, Egress: []policy.Entry{entry(1, 0, 80, 16)}}}},
 	} {
 		if err := d.Apply(s); err == nil {
 			t.Errorf("%s: Apply succeeded", name)

@@ -94,14 +94,14 @@ func TestRealPackets(t *testing.T) {
 		snap: snap(func(pa, pb *policy.EndpointPolicy) {
 			pa.IngressIsolated = true
 			pb.IngressIsolated = true
-			pb.Ingress = []policy.PolicyEntry{entry(classA, policy.ProtoTCP, 7777, 16)}
+			pb.Ingress = []policy.Entry{entry(classA, policy.ProtoTCP, 7777, 16)}
 		}),
 		allowed: map[int]bool{7777: true, 7778: false},
 	}, {
 		name: "A's egress admits only 7778",
 		snap: snap(func(pa, pb *policy.EndpointPolicy) {
 			pa.EgressIsolated = true
-			pa.Egress = []policy.PolicyEntry{entry(classB, policy.ProtoTCP, 7778, 16)}
+			pa.Egress = []policy.Entry{entry(classB, policy.ProtoTCP, 7778, 16)}
 		}),
 		allowed: map[int]bool{7777: false, 7778: true},
 	}, {

@@ -34,7 +34,7 @@ func TestPinnedStateSurvivesRestart(t *testing.T) {
 	snap := snapshot(func(a, b *policy.EndpointPolicy) {
 		a.IngressIsolated = true
 		b.IngressIsolated = true
-		b.Ingress = []policy.PolicyEntry{entry(classA, policy.ProtoTCP, 80, 16)}
+		b.Ingress = []policy.Entry{entry(classA, policy.ProtoTCP, 80, 16)}
 	})
 	d1, err := New(Options{PinDir: pin})
 	if err != nil {

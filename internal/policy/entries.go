@@ -23,7 +23,7 @@ type Class uint32
 
 // Reserved classes.
 const (
-	// ClassAny in a PolicyEntry matches a peer of any class (a rule with an
+	// ClassAny in a Entry matches a peer of any class (a rule with an
 	// empty from/to, or a peer list that selects everything).
 	ClassAny Class = 0
 	// ClassWorld is any address no other entry covers and no ipBlock
@@ -59,12 +59,12 @@ type IPCacheEntry struct {
 	Class  Class
 }
 
-// PolicyEntry allows one (peer class, protocol, destination port prefix)
+// Entry allows one (peer class, protocol, destination port prefix)
 // in one direction of one endpoint. Port ranges become several entries with
 // port prefixes. A packet is allowed if an entry for its exact class or for
 // ClassAny matches its protocol and destination port; NetworkPolicy only
 // allows, so any match allows.
-type PolicyEntry struct {
+type Entry struct {
 	Class Class
 	// Proto is ProtoAny or a protocol number; with ProtoAny, PortPrefixLen
 	// is 0.
@@ -86,8 +86,8 @@ type EndpointPolicy struct {
 
 	IngressIsolated bool
 	EgressIsolated  bool
-	Ingress         []PolicyEntry
-	Egress          []PolicyEntry
+	Ingress         []Entry
+	Egress          []Entry
 }
 
 // Snapshot is the complete compiled state for one node (or, for the CLI,
