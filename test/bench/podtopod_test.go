@@ -1,0 +1,597 @@
+package bench
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+
+	"github.com/sluice-dev/sluice/internal/cni"
+	"github.com/sluice-dev/sluice/internal/datapath"
+	"github.com/sluice-dev/sluice/internal/policy"
+	"github.com/sluice-dev/sluice/test/nodelab"
+)
+
+// Pod-to-pod benchmark parameters.
+const (
+	p2pCIDR = "10.244.9.0/24"
+	// p2pPort is the one server port every measurement uses; p2pDeniedPort
+	// is one (c) must refuse.
+	p2pPort       = 7777
+	p2pDeniedPort = 7781
+	// p2pRules is the size of each isolated direction's policy in (c).
+	p2pRules = 10_000
+	// p2pIPCache is the number of extra /32 ipcache entries (plus 256 /24s).
+	p2pIPCache = 20_000
+	// p2pRounds of (a, b, c); BENCH_PODTOPOD_ROUNDS overrides it.
+	p2pRounds = 9
+	// Samples per configuration per round.
+	p2pRRWarmup  = 200
+	p2pRRSamples = 2_000
+	p2pConns     = 300
+	p2pBulkBytes = 128 << 20
+	p2pBulkRuns  = 5
+	// p2pMsg is the size of every request and response.
+	p2pMsg     = 64
+	p2pTimeout = 10 * time.Second
+
+	classClient policy.Class = policy.FirstDynamicClass
+	classServer policy.Class = policy.FirstDynamicClass + 1
+	// Classes of the other entries start here.
+	classOthers policy.Class = policy.FirstDynamicClass + 16
+
+	idClient uint32 = 1
+	idServer uint32 = 2
+)
+
+// Request kinds: the first byte of a connection's first message.
+const (
+	kindRR   = 'r' // echo 64-byte messages until EOF
+	kindConn = 'c' // one 64-byte response, then close
+	kindBulk = 'b' // read the byte count in bytes 8..16, then ack with it
+)
+
+// Configurations, in the order each round runs them.
+const (
+	cfgNone   = iota // (a) no program attached
+	cfgOpen          // (b) attached, both endpoints, nothing isolated
+	cfgIsol          // (c) attached, 10,000 entries each way
+	numConfig        //
+)
+
+var cfgNames = [numConfig]string{"a", "b", "c"}
+
+// p2pFigures are one configuration's figures in one round.
+type p2pFigures struct {
+	rrP50, connP50 time.Duration
+	mbps           float64
+}
+
+// BenchmarkPodToPodLatency measures TCP between two pods of one node (a
+// host netns and two pod netns wired by the real sluice-cni) in three
+// configurations:
+//
+//	a  no program attached to the host-side veths
+//	b  sluice_from_pod/sluice_to_pod attached to both veths, a snapshot
+//	   with both endpoints and nothing isolated
+//	c  attached, the server's ingress isolated with 10,000 entries (9,999
+//	   of other classes and ports, one allowing the client's class on the
+//	   server port) and the client's egress likewise towards the server's
+//	   class; the ipcache holds 20,256 other prefixes besides 0.0.0.0/0
+//
+// Per configuration: rr, the p50 of 2,000 round trips of a 64-byte request
+// and a 64-byte response on one persistent connection (after 200 unmeasured);
+// conn, the p50 of 300 connections (connect, request, response, close);
+// MB/s, the median of 5 bulk sends of 128 MiB (reported, never gated).
+//
+// The datapath stays loaded throughout: (a) closes the tcx links, (b)
+// attaches them and applies its snapshot, (c) applies its own. The
+// configurations are interleaved (a, b, c) over BENCH_PODTOPOD_ROUNDS rounds
+// (default 9, at least 5); each round's b/a and c/a are taken against that
+// round's a, and the reported *_ratio_* are their medians across rounds.
+// The target is rr_ratio_c and conn_ratio_c at most 1.10. The *_us_* and
+// MB/s_* figures are medians across rounds of each round's figure. The
+// table of every round is logged (benchmarks always print their logs).
+// Before the rounds it checks that each configuration does what it says:
+// (c) drops a connection to another port of the server, (a) and (b) don't.
+//
+// Needs root (it skips otherwise, or fails with SLUICE_REQUIRE_PRIVILEGED=1).
+// The benchmark is its own loop of rounds and ignores b.N: run it once,
+//
+//	go test -run '^$' -bench PodToPod -benchtime 1x ./test/bench/
+//
+// (it takes about 20 s, so the default benchtime also stops after one).
+func BenchmarkPodToPodLatency(b *testing.B) {
+	nodelab.RequirePrivileged(b)
+	rounds := p2pRounds
+	if v := os.Getenv("BENCH_PODTOPOD_ROUNDS"); v != "" {
+		var err error
+		if rounds, err = strconv.Atoi(v); err != nil || rounds < 5 {
+			b.Fatalf("BENCH_PODTOPOD_ROUNDS=%q: want a number, at least 5", v)
+		}
+	}
+
+	lab := nodelab.NewNode(b)
+	if err := cni.WriteAllocation(lab.AllocationFile, cni.Allocation{
+		Node: "node-1", Pool: "default", Mode: cni.ModeOverlay,
+		CIDRs: []string{p2pCIDR}, ExcludeIPs: []string{"10.244.9.0", "10.244.9.255"}, MaxPods: 10,
+	}); err != nil {
+		b.Fatal(err)
+	}
+	client, server := addPod(b, lab, "client"), addPod(b, lab, "server")
+	startServer(b, server, p2pPort)
+	// A listener (c) must not reach, so that (a) and (b) would connect.
+	startServer(b, server, p2pDeniedPort)
+
+	d, err := datapath.New(datapath.Options{})
+	if err != nil {
+		b.Fatalf("load the datapath: %v", err)
+	}
+	b.Cleanup(func() { _ = d.Close() })
+	open, isolated := p2pSnapshots(client, server)
+
+	var links []io.Closer
+	detach := func() {
+		for _, l := range links {
+			if err := l.Close(); err != nil {
+				b.Fatalf("detach: %v", err)
+			}
+		}
+		links = nil
+	}
+	b.Cleanup(detach)
+	configure := func(cfg int) {
+		switch cfg {
+		case cfgNone:
+			detach()
+		case cfgOpen:
+			apply(b, d, open)
+			for _, p := range []p2pPod{client, server} {
+				lab.In(func() error {
+					l, err := d.Attach(p.ifindex)
+					links = append(links, l)
+					return err
+				})
+			}
+		case cfgIsol:
+			apply(b, d, isolated)
+		}
+	}
+
+	// The configurations do what they say: (c) admits the server port and
+	// drops another, (a) and (b) admit both.
+	for cfg := range numConfig {
+		configure(cfg)
+		if _, err := rrP50(client, server.ip, 10); err != nil {
+			b.Fatalf("config %s: port %d: %v", cfgNames[cfg], p2pPort, err)
+		}
+		err := dialOnce(client, server.ip, p2pDeniedPort, 300*time.Millisecond)
+		if denied := err != nil; denied != (cfg == cfgIsol) {
+			b.Fatalf("config %s: port %d denied=%v (%v)", cfgNames[cfg], p2pDeniedPort, denied, err)
+		}
+	}
+	// The client's egress drops the denied port first.
+	cc, err := d.Counters(idClient)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, err := d.Counters(idServer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if cc.EgressAllowed == 0 || cc.EgressDropped == 0 || sc.IngressAllowed == 0 {
+		b.Fatalf("counters: client %+v, server %+v: want the client's egress to allow and drop, the server's ingress to allow", cc, sc)
+	}
+
+	b.ResetTimer()
+	figs := make([][numConfig]p2pFigures, rounds)
+	for r := range rounds {
+		for cfg := range numConfig {
+			configure(cfg)
+			figs[r][cfg] = measure(b, client, server.ip)
+		}
+	}
+	b.StopTimer()
+	detach()
+	report(b, figs)
+}
+
+type p2pPod struct {
+	netns   ns.NetNS
+	ip      netip.Addr
+	ifindex int
+}
+
+// addPod wires a pod with CNI ADD and finds its host-side veth.
+func addPod(b *testing.B, lab *nodelab.Node, id string) p2pPod {
+	b.Helper()
+	p := p2pPod{netns: nodelab.NewNetNS(b)}
+	res, err := lab.Add(id, p.netns)
+	if err != nil {
+		b.Fatalf("CNI ADD %s: %v", id, err)
+	}
+	p.ip, _ = netip.AddrFromSlice(res.IPs[0].Address.IP.To4())
+	var hostVeth string
+	for _, i := range res.Interfaces {
+		if i.Sandbox == "" {
+			hostVeth = i.Name
+		}
+	}
+	lab.In(func() error {
+		l, err := netlink.LinkByName(hostVeth)
+		if err != nil {
+			return fmt.Errorf("host veth %q of %s: %w", hostVeth, id, err)
+		}
+		p.ifindex = l.Attrs().Index
+		return nil
+	})
+	return p
+}
+
+// p2pSnapshots builds (b)'s and (c)'s snapshots by hand.
+func p2pSnapshots(client, server p2pPod) (open, isolated *policy.Snapshot) {
+	ipcache := make([]policy.IPCacheEntry, 0, p2pIPCache+256+3)
+	ipcache = append(ipcache,
+		policy.IPCacheEntry{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Class: policy.ClassWorld},
+		policy.IPCacheEntry{Prefix: netip.PrefixFrom(client.ip, 32), Class: classClient},
+		policy.IPCacheEntry{Prefix: netip.PrefixFrom(server.ip, 32), Class: classServer},
+	)
+	// Other nodes' pod blocks (this node's block too: the pods' /32s are
+	// longer) and other pods in 10.245.0.0/16.
+	for i := range 256 {
+		ipcache = append(ipcache, policy.IPCacheEntry{
+			Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 24),
+			Class:  classOthers + policy.Class(i%64),
+		})
+	}
+	for i := range p2pIPCache {
+		ipcache = append(ipcache, policy.IPCacheEntry{
+			Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 245, byte(i >> 8), byte(i)}), 32),
+			Class:  classOthers + policy.Class(i%2_500),
+		})
+	}
+	open = &policy.Snapshot{
+		IPCache:   ipcache,
+		Endpoints: []policy.EndpointPolicy{{ID: idClient, IP: client.ip}, {ID: idServer, IP: server.ip}},
+	}
+	isolated = &policy.Snapshot{
+		IPCache: ipcache,
+		Endpoints: []policy.EndpointPolicy{{
+			ID: idClient, IP: client.ip,
+			EgressIsolated: true, Egress: rules(classServer),
+		}, {
+			ID: idServer, IP: server.ip,
+			IngressIsolated: true, Ingress: rules(classClient),
+		}},
+	}
+	return open, isolated
+}
+
+// rules is p2pRules entries of which only the last admits peer on the
+// server port: 9,999 of other classes (and of peer's class on other ports)
+// over TCP ports, port ranges, UDP and SCTP.
+func rules(peer policy.Class) []policy.Entry {
+	out := make([]policy.Entry, 0, p2pRules)
+	for i := range p2pRules - 1 {
+		c := classOthers + policy.Class(i/4)
+		if i%100 == 0 {
+			c = peer
+		}
+		var e policy.Entry
+		switch i % 4 {
+		case 0:
+			e = policy.Entry{Class: c, Proto: policy.ProtoTCP, Port: uint16(10_000 + i), PortPrefixLen: 16}
+		case 1:
+			e = policy.Entry{Class: c, Proto: policy.ProtoTCP, Port: 8080, PortPrefixLen: 12}
+		case 2:
+			e = policy.Entry{Class: c, Proto: policy.ProtoUDP, Port: p2pPort, PortPrefixLen: 16}
+		default:
+			e = policy.Entry{Class: c, Proto: policy.ProtoSCTP, Port: uint16(i), PortPrefixLen: 16}
+		}
+		out = append(out, e)
+	}
+	return append(out, policy.Entry{Class: peer, Proto: policy.ProtoTCP, Port: p2pPort, PortPrefixLen: 16})
+}
+
+func apply(b *testing.B, d *datapath.Datapath, s *policy.Snapshot) {
+	b.Helper()
+	if err := d.Apply(s); err != nil {
+		b.Fatalf("apply: %v", err)
+	}
+}
+
+// startServer listens on port in the server pod and serves every kind.
+func startServer(b *testing.B, server p2pPod, port int) {
+	b.Helper()
+	var ln net.Listener
+	if err := server.netns.Do(func(ns.NetNS) error {
+		var err error
+		ln, err = net.Listen("tcp", net.JoinHostPort(server.ip.String(), strconv.Itoa(port)))
+		return err
+	}); err != nil {
+		b.Fatalf("listen: %v", err)
+	}
+	var wg sync.WaitGroup
+	b.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { serve(conn) })
+		}
+	})
+}
+
+func serve(conn net.Conn) {
+	defer func() { _ = conn.Close() }()
+	msg := make([]byte, p2pMsg)
+	if _, err := io.ReadFull(conn, msg); err != nil {
+		return
+	}
+	switch msg[0] {
+	case kindRR:
+		for {
+			if _, err := conn.Write(msg); err != nil {
+				return
+			}
+			if _, err := io.ReadFull(conn, msg); err != nil {
+				return
+			}
+		}
+	case kindConn:
+		_, _ = conn.Write(msg)
+	case kindBulk:
+		want := binary.BigEndian.Uint64(msg[8:])
+		buf := make([]byte, 256<<10)
+		var got uint64
+		for got < want {
+			n, err := conn.Read(buf)
+			got += uint64(n)
+			if err != nil {
+				return
+			}
+		}
+		_, _ = conn.Write(msg[8:16])
+	}
+}
+
+// measure takes one configuration's figures.
+func measure(b *testing.B, client p2pPod, server netip.Addr) p2pFigures {
+	b.Helper()
+	var f p2pFigures
+	var err error
+	if f.rrP50, err = rrP50(client, server, p2pRRSamples); err != nil {
+		b.Fatalf("request/response: %v", err)
+	}
+	if f.connP50, err = connP50(client, server); err != nil {
+		b.Fatalf("connections: %v", err)
+	}
+	if f.mbps, err = throughput(client, server); err != nil {
+		b.Fatalf("bulk: %v", err)
+	}
+	return f
+}
+
+func dial(client p2pPod, server netip.Addr, port int, timeout time.Duration) (net.Conn, error) {
+	var conn net.Conn
+	err := client.netns.Do(func(ns.NetNS) error {
+		var err error
+		conn, err = net.DialTimeout("tcp", net.JoinHostPort(server.String(), strconv.Itoa(port)), timeout)
+		return err
+	})
+	if conn != nil {
+		_ = conn.SetDeadline(time.Now().Add(p2pTimeout))
+	}
+	return conn, err
+}
+
+// dialOnce connects to port and closes the connection.
+func dialOnce(client p2pPod, server netip.Addr, port int, timeout time.Duration) error {
+	conn, err := dial(client, server, port, timeout)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// rrP50 is the median of n round trips on one connection, after a warm-up.
+func rrP50(client p2pPod, server netip.Addr, n int) (time.Duration, error) {
+	conn, err := dial(client, server, p2pPort, p2pTimeout)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = conn.Close() }()
+	req, resp := make([]byte, p2pMsg), make([]byte, p2pMsg)
+	req[0] = kindRR
+	samples := make([]time.Duration, 0, n)
+	for i := range p2pRRWarmup + n {
+		start := time.Now()
+		if _, err := conn.Write(req); err != nil {
+			return 0, err
+		}
+		if _, err := io.ReadFull(conn, resp); err != nil {
+			return 0, err
+		}
+		if i >= p2pRRWarmup {
+			samples = append(samples, time.Since(start))
+		}
+	}
+	return median(samples), nil
+}
+
+// connP50 is the median of p2pConns connect, request, response, close.
+func connP50(client p2pPod, server netip.Addr) (time.Duration, error) {
+	addr := net.JoinHostPort(server.String(), strconv.Itoa(p2pPort))
+	samples := make([]time.Duration, 0, p2pConns)
+	// Sockets are made in the client's netns: the whole loop runs there.
+	err := client.netns.Do(func(ns.NetNS) error {
+		req, resp := make([]byte, p2pMsg), make([]byte, p2pMsg)
+		req[0] = kindConn
+		for range p2pConns {
+			start := time.Now()
+			conn, err := net.DialTimeout("tcp", addr, p2pTimeout)
+			if err != nil {
+				return err
+			}
+			_ = conn.SetDeadline(time.Now().Add(p2pTimeout))
+			if _, err := conn.Write(req); err != nil {
+				_ = conn.Close()
+				return err
+			}
+			if _, err := io.ReadFull(conn, resp); err != nil {
+				_ = conn.Close()
+				return err
+			}
+			if err := conn.Close(); err != nil {
+				return err
+			}
+			samples = append(samples, time.Since(start))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return median(samples), nil
+}
+
+// throughput is the median MB/s (10^6 bytes) of p2pBulkRuns sends of
+// p2pBulkBytes, each timed until the server acknowledges the last byte.
+func throughput(client p2pPod, server netip.Addr) (float64, error) {
+	runs := make([]float64, 0, p2pBulkRuns)
+	data := make([]byte, 64<<10)
+	for range p2pBulkRuns {
+		conn, err := dial(client, server, p2pPort, p2pTimeout)
+		if err != nil {
+			return 0, err
+		}
+		hdr := make([]byte, p2pMsg)
+		hdr[0] = kindBulk
+		binary.BigEndian.PutUint64(hdr[8:], p2pBulkBytes)
+		start := time.Now()
+		err = func() error {
+			defer func() { _ = conn.Close() }()
+			if _, err := conn.Write(hdr); err != nil {
+				return err
+			}
+			for sent := 0; sent < p2pBulkBytes; sent += len(data) {
+				if _, err := conn.Write(data); err != nil {
+					return err
+				}
+			}
+			ack := make([]byte, 8)
+			if _, err := io.ReadFull(conn, ack); err != nil {
+				return err
+			}
+			if binary.BigEndian.Uint64(ack) != p2pBulkBytes {
+				return errors.New("short bulk acknowledgement")
+			}
+			return nil
+		}()
+		if err != nil {
+			return 0, err
+		}
+		runs = append(runs, p2pBulkBytes/time.Since(start).Seconds()/1e6)
+	}
+	return medianF(runs), nil
+}
+
+func median(s []time.Duration) time.Duration {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func medianF(s []float64) float64 {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return s[len(s)/2]
+}
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+
+// report logs the per-round table and reports the medians.
+func report(b *testing.B, figs [][numConfig]p2pFigures) {
+	b.Helper()
+	// vals[metric][cfg][round], ratios[metric][cfg][round] (against a).
+	const rr, conn, mbps, numMetric = 0, 1, 2, 3
+	var vals, ratios [numMetric][numConfig][]float64
+	for _, f := range figs {
+		for cfg := range numConfig {
+			for m, v := range [numMetric]float64{us(f[cfg].rrP50), us(f[cfg].connP50), f[cfg].mbps} {
+				vals[m][cfg] = append(vals[m][cfg], v)
+			}
+		}
+		for m := range numMetric {
+			a := vals[m][cfgNone][len(vals[m][cfgNone])-1]
+			for cfg := range numConfig {
+				ratios[m][cfg] = append(ratios[m][cfg], vals[m][cfg][len(vals[m][cfg])-1]/a)
+			}
+		}
+	}
+
+	// Rounds are columns (the testing package keeps only the first ten
+	// lines a benchmark logs), the last column is the median across rounds.
+	var t strings.Builder
+	cell := func(s string) { fmt.Fprintf(&t, " %16s", s) }
+	fmt.Fprintf(&t, "%-14s", "round")
+	for r := range figs {
+		cell(strconv.Itoa(r + 1))
+	}
+	cell("median")
+	for m, name := range [numMetric]string{"rr_us", "conn_us", "MB/s"} {
+		format := "%.1f/%.1f/%.1f"
+		if m != rr {
+			format = "%.0f/%.0f/%.0f"
+		}
+		fmt.Fprintf(&t, "\n%-14s", name+" a/b/c")
+		for r := range figs {
+			cell(fmt.Sprintf(format, vals[m][cfgNone][r], vals[m][cfgOpen][r], vals[m][cfgIsol][r]))
+		}
+		cell(fmt.Sprintf(format, medianF(vals[m][cfgNone]), medianF(vals[m][cfgOpen]), medianF(vals[m][cfgIsol])))
+		fmt.Fprintf(&t, "\n%-14s", name+" b/a,c/a")
+		for r := range figs {
+			cell(fmt.Sprintf("%.3f,%.3f", ratios[m][cfgOpen][r], ratios[m][cfgIsol][r]))
+		}
+		cell(fmt.Sprintf("%.3f,%.3f", medianF(ratios[m][cfgOpen]), medianF(ratios[m][cfgIsol])))
+	}
+	b.Logf("per round: p50 latencies (us) and median MB/s of a/b/c; b/a and c/a against the same round's a\n%s", t.String())
+
+	for cfg := range numConfig {
+		n := cfgNames[cfg]
+		b.ReportMetric(medianF(vals[rr][cfg]), "rr_p50_us_"+n)
+		b.ReportMetric(medianF(vals[conn][cfg]), "conn_p50_us_"+n)
+		b.ReportMetric(medianF(vals[mbps][cfg]), "MB/s_"+n)
+		if cfg != cfgNone {
+			b.ReportMetric(medianF(ratios[rr][cfg]), "rr_ratio_"+n)
+			b.ReportMetric(medianF(ratios[conn][cfg]), "conn_ratio_"+n)
+			b.ReportMetric(medianF(ratios[mbps][cfg]), "MB/s_ratio_"+n)
+		}
+	}
+	rrC, connC := medianF(ratios[rr][cfgIsol]), medianF(ratios[conn][cfgIsol])
+	verdict := "met"
+	if rrC > 1.10 || connC > 1.10 {
+		verdict = "missed"
+	}
+	b.Logf("target c/a <= 1.10 at %d rules: rr %.3f, conn %.3f: %s", p2pRules, rrC, connC, verdict)
+}
