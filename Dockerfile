@@ -1,8 +1,9 @@
-# Multi-stage build of the Sluice manager: a static binary on a distroless,
-# nonroot base. (No Docker engine runs on the development machines; keep
+# Multi-stage build of the Sluice manager and node agent: static binaries on
+# distroless bases. (No Docker engine runs on the development machines; keep
 # this file correct by reading it.)
 #
 #   docker build --build-arg BASE_IMAGE=<mirror>/distroless/static:nonroot -t sluice/manager:dev .
+#   docker build --build-arg BASE_IMAGE=<mirror>/distroless/static --target agent -t sluice/agent:dev .
 #
 # BASE_IMAGE is the distroless static:nonroot image from the registry or
 # mirror you trust; it is not defaulted here so a build never pulls a base
@@ -22,11 +23,24 @@ COPY cmd/ cmd/
 COPY controllers/ controllers/
 COPY internal/ internal/
 
-RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags="-s -w" -o manager ./cmd/manager
+RUN for cmd in manager agent cni; do \
+      CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
+        go build -trimpath -ldflags="-s -w" -o /out/$cmd ./cmd/$cmd || exit 1; \
+    done
 
-FROM ${BASE_IMAGE}
+# The node agent (docker build --target agent): it loads BPF programs and
+# writes the node's CNI files, so it runs as root with the capabilities the
+# DaemonSet grants; the CNI plugin binary ships with it for installation.
+FROM ${BASE_IMAGE} AS agent
 WORKDIR /
-COPY --from=builder /workspace/manager /manager
+COPY --from=builder /out/agent /sluice-agent
+COPY --from=builder /out/cni /sluice-cni
+USER 0:0
+ENTRYPOINT ["/sluice-agent"]
+
+# The operator (the default target).
+FROM ${BASE_IMAGE} AS manager
+WORKDIR /
+COPY --from=builder /out/manager /manager
 USER 65532:65532
 ENTRYPOINT ["/manager"]

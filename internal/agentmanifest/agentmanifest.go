@@ -348,8 +348,12 @@ func hostVolumes() []hostVolume {
 		// cgroup v2 root, to attach cgroup socket programs; opening a
 		// cgroup directory to attach to needs no write access.
 		{name: "cgroup", hostPath: "/sys/fs/cgroup", mountPath: "/sys/fs/cgroup", readOnly: true, propagation: hostToContainer},
-		// The agent's socket and state.
+		// The agent's socket and state, and the allocation file it writes
+		// for the CNI plugin.
 		{name: "run", hostPath: "/var/run/sluice", mountPath: "/var/run/sluice", typ: dirOrCreate},
+		// The CNI plugin's IPAM state: the agent reads which addresses pods
+		// hold (under the plugin's lock) before it gives batches back.
+		{name: "cni-state", hostPath: "/var/lib/sluice", mountPath: "/var/lib/sluice", typ: dirOrCreate},
 		// The agent installs the CNI conflist and plugin binary.
 		{name: "cni-conf", hostPath: "/etc/cni/net.d", mountPath: "/etc/cni/net.d", typ: dirOrCreate},
 		{name: "cni-bin", hostPath: "/opt/cni/bin", mountPath: "/opt/cni/bin", typ: dirOrCreate},

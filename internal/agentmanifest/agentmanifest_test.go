@@ -397,6 +397,7 @@ func TestDaemonSetVolumes(t *testing.T) {
 		{"/sys/fs/bpf", corev1.HostPathDirectoryOrCreate, "/sys/fs/bpf", false, hostToContainer},
 		{"/sys/fs/cgroup", unset, "/sys/fs/cgroup", true, hostToContainer},
 		{"/var/run/sluice", corev1.HostPathDirectoryOrCreate, "/var/run/sluice", false, none},
+		{"/var/lib/sluice", corev1.HostPathDirectoryOrCreate, "/var/lib/sluice", false, none},
 		{"/etc/cni/net.d", corev1.HostPathDirectoryOrCreate, "/etc/cni/net.d", false, none},
 		{"/opt/cni/bin", corev1.HostPathDirectoryOrCreate, "/opt/cni/bin", false, none},
 		{"/lib/modules", unset, "/lib/modules", true, none},

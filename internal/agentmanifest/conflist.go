@@ -5,17 +5,22 @@ import (
 	"fmt"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
+	"github.com/sluice-dev/sluice/internal/cni"
 )
 
 // ConflistKey is the ConfigMap key of the CNI network configuration the
 // agent installs as /etc/cni/net.d/10-sluice.conflist.
 const ConflistKey = "10-sluice.conflist"
 
-// Paths on the node that the CNI plugin and the agent agree on.
+// Paths on the node that the CNI plugin and the agent agree on: the
+// plugin's own defaults, all under the hostPaths the DaemonSet mounts.
 const (
-	AllocationFile = "/run/sluice/allocation.json"
-	CNIStateDir    = "/var/lib/sluice/ipam"
-	DefaultMTU     = 1500
+	AllocationFile = cni.DefaultAllocationFile
+	CNIStateDir    = cni.DefaultStateDir
+	DefaultMTU     = cni.DefaultMTU
+	// AgentSocket is where the agent takes endpoints from the plugin
+	// (under the /var/run/sluice hostPath the DaemonSet mounts).
+	AgentSocket = "/var/run/sluice/agent.sock"
 )
 
 // conflist is the CNI network configuration list.
@@ -31,6 +36,7 @@ type pluginConfig struct {
 	AllocationFile string `json:"allocationFile"`
 	StateDir       string `json:"stateDir"`
 	HostVethPrefix string `json:"hostVethPrefix"`
+	AgentSocket    string `json:"agentSocket"`
 }
 
 // Conflist renders the CNI configuration for the effective config, or ""
@@ -45,6 +51,7 @@ func Conflist(cfg *v1.EffectiveConfig) (string, error) {
 		Plugins: []pluginConfig{{
 			Type: "sluice-cni", MTU: DefaultMTU,
 			AllocationFile: AllocationFile, StateDir: CNIStateDir, HostVethPrefix: "slc",
+			AgentSocket: AgentSocket,
 		}},
 	}, "", "  ")
 	if err != nil {

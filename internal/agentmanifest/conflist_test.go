@@ -27,6 +27,7 @@ func TestConflist(t *testing.T) {
 		plugin := got.Plugins[0]
 		for key, want := range map[string]any{
 			"type": "sluice-cni", "allocationFile": AllocationFile, "stateDir": CNIStateDir, "mtu": float64(DefaultMTU),
+			"agentSocket": AgentSocket,
 		} {
 			if plugin[key] != want {
 				t.Errorf("plugin %s = %v, want %v", key, plugin[key], want)

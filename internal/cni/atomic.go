@@ -51,3 +51,9 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// WriteFileAtomic is writeFileAtomic for the node agent's own state: the
+// same guarantee (old or new content, never torn) for any file.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFileAtomic(path, data, perm)
+}

@@ -13,7 +13,7 @@ import (
 // Defaults for the fields of the plugin configuration that may be omitted.
 const (
 	DefaultMTU            = 1500
-	DefaultAllocationFile = "/run/sluice/allocation.json"
+	DefaultAllocationFile = "/var/run/sluice/allocation.json"
 	DefaultStateDir       = "/var/lib/sluice/ipam"
 	DefaultHostVethPrefix = "slc"
 
@@ -29,8 +29,9 @@ const (
 // Config is the sluice-cni entry of the conflist the operator renders into
 // /etc/cni/net.d/10-sluice.conflist, with defaults applied:
 //
-//	{"type":"sluice-cni","mtu":1500,"allocationFile":"/run/sluice/allocation.json",
-//	 "stateDir":"/var/lib/sluice/ipam","hostVethPrefix":"slc"}
+//	{"type":"sluice-cni","mtu":1500,"allocationFile":"/var/run/sluice/allocation.json",
+//	 "stateDir":"/var/lib/sluice/ipam","hostVethPrefix":"slc",
+//	 "agentSocket":"/var/run/sluice/agent.sock"}
 type Config struct {
 	// PluginConf holds the fields every plugin gets: cniVersion, name,
 	// type, prevResult (CHECK, DEL) and cni.dev/valid-attachments (GC).
@@ -44,6 +45,12 @@ type Config struct {
 	// HostVethPrefix starts the name of every host-side veth; GC removes
 	// leftover links with this prefix.
 	HostVethPrefix string
+	// AgentSocket, when set, is the node agent's unix socket: ADD hands
+	// every new endpoint to the agent and succeeds only once the agent has
+	// its policy in the datapath and its programs attached (fail closed),
+	// DEL tells the agent the endpoint is gone, CHECK and STATUS ask it.
+	// Empty (the default): no agent, the plugin only wires addresses.
+	AgentSocket string
 }
 
 // rawConfig tells an omitted field (nil: default) from a zero one (invalid).
@@ -52,6 +59,7 @@ type rawConfig struct {
 	AllocationFile *string `json:"allocationFile"`
 	StateDir       *string `json:"stateDir"`
 	HostVethPrefix *string `json:"hostVethPrefix"`
+	AgentSocket    *string `json:"agentSocket"`
 }
 
 // ParseConfig decodes the plugin's stdin, applies defaults and validates the
@@ -82,6 +90,12 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	if err := checkAbsPath("stateDir", conf.StateDir); err != nil {
 		return nil, err
+	}
+	conf.AgentSocket = stringOr(raw.AgentSocket, "")
+	if conf.AgentSocket != "" {
+		if err := checkAbsPath("agentSocket", conf.AgentSocket); err != nil {
+			return nil, err
+		}
 	}
 	if !validPrefix(conf.HostVethPrefix) {
 		return nil, invalidConfig("hostVethPrefix %q must be 1 to %d lowercase letters a-z", conf.HostVethPrefix, MaxHostVethPrefix)

@@ -14,7 +14,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if conf.MTU != DefaultMTU || conf.AllocationFile != DefaultAllocationFile || conf.StateDir != DefaultStateDir || conf.HostVethPrefix != DefaultHostVethPrefix {
+	if conf.MTU != DefaultMTU || conf.AllocationFile != DefaultAllocationFile || conf.StateDir != DefaultStateDir || conf.HostVethPrefix != DefaultHostVethPrefix || conf.AgentSocket != "" {
 		t.Fatalf("defaults not applied: %+v", conf)
 	}
 	if conf.PluginConf.Name != "sluice" || conf.PluginConf.CNIVersion != "1.1.0" {
@@ -24,12 +24,12 @@ func TestParseConfigDefaults(t *testing.T) {
 
 func TestParseConfigExplicit(t *testing.T) {
 	conf, err := ParseConfig([]byte(`{"cniVersion":"1.1.0","name":"sluice","type":"sluice-cni","mtu":9000,
-		"allocationFile":"/a/b.json","stateDir":"/s","hostVethPrefix":"abcd",
+		"allocationFile":"/a/b.json","stateDir":"/s","hostVethPrefix":"abcd","agentSocket":"/run/agent.sock",
 		"cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if conf.MTU != 9000 || conf.AllocationFile != "/a/b.json" || conf.StateDir != "/s" || conf.HostVethPrefix != "abcd" {
+	if conf.MTU != 9000 || conf.AllocationFile != "/a/b.json" || conf.StateDir != "/s" || conf.HostVethPrefix != "abcd" || conf.AgentSocket != "/run/agent.sock" {
 		t.Fatalf("fields: %+v", conf)
 	}
 	if len(conf.PluginConf.ValidAttachments) != 1 || conf.PluginConf.ValidAttachments[0].ContainerID != "c1" {
@@ -53,6 +53,8 @@ func TestParseConfigInvalid(t *testing.T) {
 		{"long prefix", `"hostVethPrefix":"abcde"`, "hostVethPrefix"},
 		{"upper-case prefix", `"hostVethPrefix":"Slc"`, "hostVethPrefix"},
 		{"digit in prefix", `"hostVethPrefix":"s1"`, "hostVethPrefix"},
+		{"relative agent socket", `"agentSocket":"agent.sock"`, "agentSocket"},
+		{"agent socket as number", `"agentSocket":1`, "agentSocket"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(`{"cniVersion":"1.1.0","name":"sluice","type":"sluice-cni",` + tc.json + `}`))
@@ -87,6 +89,9 @@ func FuzzParseConfig(f *testing.F) {
 		`{"allocationFile":"/a\u0000b"}`,
 		`{"prevResult":{"cniVersion":"1.1.0","ips":[{"address":"10.0.0.1/32"}]}}`,
 		`{"cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}]}`,
+		`{"agentSocket":"/var/run/sluice/agent.sock"}`,
+		`{"agentSocket":""}`,
+		`{"agentSocket":"rel"}`,
 		`[]`, `null`, `""`, `{`, ``,
 	} {
 		f.Add([]byte(seed))
@@ -107,6 +112,9 @@ func FuzzParseConfig(f *testing.F) {
 			if !filepath.IsAbs(p) || strings.ContainsRune(p, 0) {
 				t.Fatalf("accepted path %q", p)
 			}
+		}
+		if s := conf.AgentSocket; s != "" && (!filepath.IsAbs(s) || strings.ContainsRune(s, 0)) {
+			t.Fatalf("accepted agentSocket %q", s)
 		}
 		if n := len(conf.HostVethPrefix); n < 1 || n > MaxHostVethPrefix || strings.Trim(conf.HostVethPrefix, "abcdefghijklmnopqrstuvwxyz") != "" {
 			t.Fatalf("accepted hostVethPrefix %q", conf.HostVethPrefix)

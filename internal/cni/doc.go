@@ -20,6 +20,10 @@
 // (the rename makes every read see one whole version) for the node side,
 // which publishes ipsInUse and releases fully unused batches.
 //
+// agent.go is the other half of the handover to the node agent: the
+// endpoint API the agent serves on its unix socket (Config.AgentSocket)
+// and the client the plugin calls it with.
+//
 // Trade-off: the state is one small JSON file rewritten on every change
 // rather than one file per address (host-local's layout). A node holds at
 // most a few hundred reservations, so a rewrite costs microseconds, and a

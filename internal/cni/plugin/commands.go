@@ -18,12 +18,19 @@ import (
 )
 
 // cmdAdd: lock, reserve (or reuse the attachment's reservation), persist,
-// unlock, wire the veth, print the result.
+// unlock, wire the veth, hand the endpoint to the node agent (when
+// agentSocket is set), print the result.
 func cmdAdd(args *skel.CmdArgs) error {
 	hang := os.Getenv(HangEnv)
 	conf, err := cni.ParseConfig(args.StdinData)
 	if err != nil {
 		return err
+	}
+	var podNamespace, podName string
+	if conf.AgentSocket != "" {
+		if podNamespace, podName, err = podRef(args); err != nil {
+			return err
+		}
 	}
 	podNS, err := ns.GetNS(args.Netns)
 	if err != nil {
@@ -50,16 +57,29 @@ func cmdAdd(args *skel.CmdArgs) error {
 	}
 	hangIfTesting(hang, HangAfterReserve)
 
-	result, err := wire(conf, args, podNS, ips, reused)
-	if err != nil {
-		// Leave nothing behind: the runtime may never send the DEL.
+	// Leave nothing behind on failure: the runtime may never send the DEL.
+	cleanup := func() {
 		_ = unwire(conf, args)
 		_ = withStore(conf, "release", func(s *cni.Store) (bool, error) {
 			return len(s.Release(args.ContainerID, args.IfName)) > 0, nil
 		})
+	}
+	result, err := wire(conf, args, podNS, ips, reused)
+	if err != nil {
+		cleanup()
 		return err
 	}
 	hangIfTesting(hang, HangAfterWire)
+	if conf.AgentSocket != "" {
+		hostName := cni.HostVethName(conf.HostVethPrefix, args.ContainerID, args.IfName)
+		if err := registerEndpoint(conf, args, podNamespace, podName, hostName, ips); err != nil {
+			// Fail closed. The agent may have attached before it failed
+			// (or before our timeout): tell it to let go first.
+			unregisterEndpoint(conf, args.ContainerID)
+			cleanup()
+			return err
+		}
+	}
 	return types.PrintResult(result, conf.PluginConf.CNIVersion)
 }
 
@@ -72,6 +92,10 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	if conf.AgentSocket != "" {
+		// Before the veth goes: the agent detaches and unpins its links.
+		unregisterEndpoint(conf, args.ContainerID)
+	}
 	if err := unwire(conf, args); err != nil {
 		return err
 	}
@@ -81,8 +105,9 @@ func cmdDel(args *skel.CmdArgs) error {
 }
 
 // cmdCheck verifies what ADD built: the reservation, the addresses of the
-// prevResult, the pod's interface, addresses, routes and neighbour, and
-// the host veth and its routes.
+// prevResult, the pod's interface, addresses, routes and neighbour, the
+// host veth and its routes, and, with an agent, that the agent enforces
+// the endpoint.
 func cmdCheck(args *skel.CmdArgs) error {
 	conf, err := cni.ParseConfig(args.StdinData)
 	if err != nil {
@@ -118,7 +143,13 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	return checkHost(cni.HostVethName(conf.HostVethPrefix, args.ContainerID, args.IfName), held)
+	if err := checkHost(cni.HostVethName(conf.HostVethPrefix, args.ContainerID, args.IfName), held); err != nil {
+		return err
+	}
+	if conf.AgentSocket != "" {
+		return checkEndpoint(conf, args.ContainerID)
+	}
+	return nil
 }
 
 // checkPrevResult compares the addresses of ADD's result, which the

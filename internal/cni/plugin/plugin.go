@@ -19,6 +19,16 @@
 // and leave the veth as a plain point-to-point pipe for the eBPF datapath.
 // The price: a pod that changes its own MAC breaks its own traffic.
 //
+// Node agent: with agentSocket set, ADD (after wiring) PUTs the endpoint
+// (pod namespace and name from CNI_ARGS, addresses, host veth) to the
+// agent's unix socket and waits, up to 30 s, for the agent to answer that
+// the pod's policy is in the datapath's maps and its programs are attached
+// to the host veth. Any other outcome fails the ADD with code 11 after
+// undoing the wiring and releasing the address: fail closed, so no pod
+// ever has a network its policy does not cover. DEL tells the agent first
+// (errors ignored), CHECK and STATUS ask it. Without agentSocket nothing
+// of this happens.
+//
 // Crash safety: ADD persists the reservation before it touches the network
 // and releases the lock before wiring, so a plugin killed at any point
 // leaves at worst a reservation without (or with a half-built) interface.
@@ -104,6 +114,9 @@ func cmdStatus(args *skel.CmdArgs) error {
 	a, err := cni.ReadAllocation(conf.AllocationFile)
 	if err != nil || len(a.CIDRs) == 0 {
 		return types.NewError(types.ErrPluginNotAvailable, noAllocationMsg(conf, err), "")
+	}
+	if conf.AgentSocket != "" {
+		return agentStatus(conf)
 	}
 	return nil
 }

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"sigs.k8s.io/yaml"
+
+	v1 "github.com/sluice-dev/sluice/api/v1"
+	"github.com/sluice-dev/sluice/internal/agent"
+	"github.com/sluice-dev/sluice/internal/agentmanifest"
+	"github.com/sluice-dev/sluice/internal/datapath"
+)
+
+// flags are the command line.
+type flags struct {
+	config, logLevel, nodeName  string
+	pinDir, socket, stateFile   string
+	healthAddr, metricsAddr     string
+	allocationFile, cniStateDir string
+	noPin                       bool
+}
+
+func bindFlags(fs *flag.FlagSet, getenv func(string) string) *flags {
+	f := &flags{}
+	fs.StringVar(&f.config, "config", "/etc/sluice/config.yaml", "The effective configuration the operator renders (map sizes, log level); empty: defaults.")
+	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default: the configuration's agent.logLevel, else info).")
+	fs.StringVar(&f.nodeName, "node-name", getenv("NODE_NAME"), "This node's name (default $NODE_NAME).")
+	fs.StringVar(&f.pinDir, "pin-dir", datapath.DefaultPinDir, "bpffs directory for the datapath's pinned maps and links.")
+	fs.BoolVar(&f.noPin, "no-pin", false, "Pin nothing: the programs are detached when the agent stops (development only).")
+	fs.StringVar(&f.socket, "socket", agent.DefaultSocket, "Unix socket of the endpoint API the CNI plugin calls (the conflist's agentSocket).")
+	fs.StringVar(&f.stateFile, "state-file", agent.DefaultStateFile, "Registered endpoints and endpoint IDs, kept across restarts.")
+	fs.StringVar(&f.healthAddr, "health-addr", agent.DefaultHealthAddr, "Address of /healthz and /readyz; \"0\" disables them.")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", agent.DefaultMetricsAddr, "Address of /metrics; \"0\" disables it.")
+	fs.StringVar(&f.allocationFile, "allocation-file", agentmanifest.AllocationFile, "The CNI plugin's allocation file, written from this node's NodeNetwork; empty disables the IPAM sync.")
+	fs.StringVar(&f.cniStateDir, "cni-state-dir", agentmanifest.CNIStateDir, "The CNI plugin's state directory.")
+	return f
+}
+
+// options turns the flags and the configuration file into the agent's
+// options and the log level as controller-runtime's --zap-log-level takes
+// it. The API server comes later.
+func (f *flags) options() (agent.Options, string, error) {
+	var cfg v1.EffectiveConfig
+	if f.config != "" {
+		data, err := os.ReadFile(f.config)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return agent.Options{}, "", fmt.Errorf("read --config: %w", err)
+		}
+		if err != nil {
+			return agent.Options{}, "", fmt.Errorf("--config %s does not exist (use --config= for defaults)", f.config)
+		}
+		if err := yaml.Unmarshal(data, &cfg); err != nil {
+			return agent.Options{}, "", fmt.Errorf("--config %s: %w", f.config, err)
+		}
+	}
+	levelName := f.logLevel
+	if levelName == "" {
+		levelName = string(cfg.Agent.LogLevel)
+	}
+	level, err := parseLevel(levelName)
+	if err != nil {
+		return agent.Options{}, "", err
+	}
+	opts := agent.Options{
+		NodeName:    f.nodeName,
+		SocketPath:  f.socket,
+		StateFile:   f.stateFile,
+		HealthAddr:  f.healthAddr,
+		MetricsAddr: f.metricsAddr,
+		Datapath: datapath.Options{
+			PinDir:            f.pinDir,
+			MaxPolicyEntries:  int(cfg.Agent.BPFMaps.PolicyEntries),
+			MaxConntrack:      int(cfg.Agent.BPFMaps.ConntrackEntries),
+			MaxIPCacheEntries: int(cfg.Agent.BPFMaps.IPCacheEntries),
+		},
+	}
+	if f.noPin {
+		opts.Datapath.PinDir = ""
+	} else if f.pinDir == "" {
+		return agent.Options{}, "", errors.New("--pin-dir is empty (use --no-pin to pin nothing)")
+	}
+	if f.allocationFile != "" {
+		opts.AllocationFile, opts.CNIStateDir = f.allocationFile, f.cniStateDir
+	}
+	if opts.NodeName == "" {
+		return agent.Options{}, "", errors.New("no node name: set --node-name or NODE_NAME")
+	}
+	return opts, level, nil
+}
+
+// parseLevel maps the agent's log levels to zap's. logr has no warning
+// level (only Info, at verbosities, and Error), so warn shows what error
+// does: errors only.
+func parseLevel(s string) (string, error) {
+	switch v1.LogLevel(s) {
+	case "", v1.LogLevelInfo:
+		return "info", nil
+	case v1.LogLevelDebug:
+		return "debug", nil
+	case v1.LogLevelWarn, v1.LogLevelError:
+		return "error", nil
+	}
+	return "", fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+}

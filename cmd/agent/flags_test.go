@@ -1,0 +1,134 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/sluice-dev/sluice/api/v1"
+	"github.com/sluice-dev/sluice/internal/agent"
+	"github.com/sluice-dev/sluice/internal/agentmanifest"
+	"github.com/sluice-dev/sluice/internal/datapath"
+)
+
+// renderedConfig is the config.yaml the operator renders for the defaults.
+func renderedConfig(t *testing.T) string {
+	t.Helper()
+	cm, err := agentmanifest.ConfigMap(&v1.EffectiveConfig{
+		NetworkPlugin: v1.NetworkPluginAzure, NetworkDataplane: "cilium", NetworkPolicy: "cilium",
+		Agent: v1.EffectiveAgentSettings{
+			Image: "sluice/agent:dev", LogLevel: v1.LogLevelDebug,
+			BPFMaps: v1.EffectiveBPFMaps{PolicyEntries: 16384, ConntrackEntries: 524288, NATEntries: 524288, IPCacheEntries: 512000},
+		},
+	}, agentmanifest.Params{Namespace: "sluice-system", Name: "sluice-agent", ServiceAccountName: "sluice-agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(cm.Data[agentmanifest.ConfigFileKey]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func parse(t *testing.T, env map[string]string, args ...string) (*flags, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	f := bindFlags(fs, func(k string) string { return env[k] })
+	return f, fs.Parse(args)
+}
+
+func TestOptionsFromTheRenderedConfig(t *testing.T) {
+	f, err := parse(t, map[string]string{"NODE_NAME": "node-1"}, "--config="+renderedConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, level, err := f.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := datapath.Options{PinDir: datapath.DefaultPinDir, MaxPolicyEntries: 16384, MaxConntrack: 524288, MaxIPCacheEntries: 512000}
+	if opts.Datapath != want {
+		t.Errorf("datapath options %+v, want %+v", opts.Datapath, want)
+	}
+	if level != "debug" {
+		t.Errorf("level %q from the config's logLevel debug", level)
+	}
+	if opts.NodeName != "node-1" || opts.SocketPath != agent.DefaultSocket || opts.StateFile != agent.DefaultStateFile ||
+		opts.HealthAddr != "127.0.0.1:9879" || opts.AllocationFile != agentmanifest.AllocationFile || opts.CNIStateDir != agentmanifest.CNIStateDir {
+		t.Errorf("options %+v", opts)
+	}
+	// The socket the agent listens on is the one the conflist names.
+	if opts.SocketPath != agentmanifest.AgentSocket {
+		t.Errorf("agent socket %s, conflist's %s", opts.SocketPath, agentmanifest.AgentSocket)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		env   map[string]string
+		args  []string
+		check func(t *testing.T, o agent.Options, level string)
+		err   string
+	}{{
+		name: "flags override",
+		args: []string{"--config=", "--node-name=n2", "--log-level=warn", "--pin-dir=/sys/fs/bpf/x", "--socket=/tmp/a.sock",
+			"--health-addr=127.0.0.1:1234", "--metrics-addr=0", "--allocation-file="},
+		check: func(t *testing.T, o agent.Options, level string) {
+			if o.NodeName != "n2" || level != "error" || o.Datapath.PinDir != "/sys/fs/bpf/x" || o.SocketPath != "/tmp/a.sock" ||
+				o.HealthAddr != "127.0.0.1:1234" || o.MetricsAddr != "0" || o.AllocationFile != "" || o.CNIStateDir != "" {
+				t.Errorf("options %+v, level %q", o, level)
+			}
+		},
+	}, {
+		name: "no pinning", env: map[string]string{"NODE_NAME": "n"}, args: []string{"--config=", "--no-pin"},
+		check: func(t *testing.T, o agent.Options, _ string) {
+			if o.Datapath.PinDir != "" {
+				t.Errorf("pin dir %q", o.Datapath.PinDir)
+			}
+		},
+	}, {
+		name: "no node name", args: []string{"--config="}, err: "no node name",
+	}, {
+		name: "missing config", env: map[string]string{"NODE_NAME": "n"}, args: []string{"--config=/nonexistent/config.yaml"},
+		err: "does not exist",
+	}, {
+		name: "bad level", env: map[string]string{"NODE_NAME": "n"}, args: []string{"--config=", "--log-level=loud"},
+		err: "--log-level",
+	}, {
+		name: "empty pin dir", env: map[string]string{"NODE_NAME": "n"}, args: []string{"--config=", "--pin-dir="},
+		err: "--no-pin",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := parse(t, tc.env, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, level, err := f.options()
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, o, level)
+		})
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte("agent:\n  bpfMaps:\n    conntrackEntries: lots\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := parse(t, map[string]string{"NODE_NAME": "n"}, "--config="+path)
+	if _, _, err := f.options(); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("error %v", err)
+	}
+}

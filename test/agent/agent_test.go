@@ -1,0 +1,769 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/sluice-dev/sluice/internal/agent"
+	"github.com/sluice-dev/sluice/internal/cni"
+	"github.com/sluice-dev/sluice/internal/datapath"
+	"github.com/sluice-dev/sluice/internal/testenv"
+	"github.com/sluice-dev/sluice/test/nodelab"
+)
+
+const nodeName = "agent-node"
+
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
+	os.Exit(m.Run())
+}
+
+// world is the test's cluster and node.
+type world struct {
+	t      *testing.T
+	c      client.Client
+	cfg    *rest.Config
+	lab    *nodelab.Node
+	cni    *libcni.CNIConfig
+	list   *libcni.NetworkConfigList
+	dir    string
+	pinDir string
+	socket string
+	reg    *prometheus.Registry
+	pods   map[string]*testPod // by name
+}
+
+// testPod is a pod object, its netns and its servers.
+type testPod struct {
+	ns, name string
+	netns    ns.NetNS
+	ip       netip.Addr
+	hostIf   string
+}
+
+func (p *testPod) String() string { return p.ns + "/" + p.name }
+
+// ports every pod serves on.
+var ports = []int{8080, 9090}
+
+// privateBPFFS mounts a bpffs of the test's own, so nothing is pinned on
+// the host.
+func privateBPFFS(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	return filepath.Join(dir, "sluice")
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	nodelab.RequirePrivileged(t)
+	scheme := testenv.Scheme()
+	env := testenv.Environment(scheme)
+	cfg, err := testenv.Start(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, c: c, cfg: cfg, lab: nodelab.NewNode(t), dir: t.TempDir(), pinDir: privateBPFFS(t), pods: map[string]*testPod{}}
+	w.socket = filepath.Join(w.dir, "run", "agent.sock")
+	if err := cni.WriteAllocation(w.lab.AllocationFile, cni.Allocation{
+		Node: nodeName, Pool: "default", Mode: cni.ModeOverlay,
+		CIDRs: []string{"10.250.9.0/24"}, ExcludeIPs: []string{"10.250.9.0", "10.250.9.255"}, MaxPods: 20,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w.cni = libcni.NewCNIConfigWithCacheDir([]string{nodelab.PluginDir(t)}, filepath.Join(w.dir, "cache"), nil)
+	w.list, err = libcni.ConfListFromBytes(fmt.Appendf(nil,
+		`{"cniVersion":"1.1.0","name":"sluice","plugins":[{"type":"sluice-cni","mtu":1500,"allocationFile":%q,"stateDir":%q,"hostVethPrefix":"slc","agentSocket":%q}]}`,
+		w.lab.AllocationFile, w.lab.StateDir, w.socket))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := context.Background()
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}}
+	if err := c.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.168.250.1"}}
+	if err := c.Status().Update(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	for ns, team := range map[string]string{"alpha": "a", "beta": "b"} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"team": team}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
+}
+
+// runningAgent is one run of the agent.
+type runningAgent struct {
+	a      *agent.Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (w *world) startAgent() *runningAgent {
+	w.t.Helper()
+	w.reg = prometheus.NewRegistry()
+	a, err := agent.New(agent.Options{
+		NodeName:       nodeName,
+		RESTConfig:     w.cfg,
+		Datapath:       datapath.Options{PinDir: w.pinDir},
+		SocketPath:     w.socket,
+		StateFile:      filepath.Join(w.dir, "run", "agent-state.json"),
+		HealthAddr:     "127.0.0.1:0",
+		MetricsAddr:    "0",
+		Registry:       w.reg,
+		AllocationFile: w.lab.AllocationFile,
+		CNIStateDir:    w.lab.StateDir,
+		NetNS:          w.lab.Host,
+		Logger:         ctrl.Log.WithName("agent"),
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningAgent{a: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx) }()
+	w.t.Cleanup(func() { r.stop(w.t) })
+	return r
+}
+
+// waitReady waits for /readyz.
+func (r *runningAgent) waitReady(t *testing.T) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if addr := r.a.HealthAddr(); addr != nil {
+			resp, err := http.Get("http://" + addr.String() + "/readyz")
+			if err == nil {
+				_ = resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					if !r.a.Ready() {
+						t.Fatal("/readyz says ready, Ready() does not")
+					}
+					return time.Since(start)
+				}
+			}
+		}
+		select {
+		case err := <-r.done:
+			r.done <- err
+			t.Fatalf("agent stopped before it was ready: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("agent not ready after 30 s")
+		}
+	}
+}
+
+func (r *runningAgent) stop(t *testing.T) {
+	r.cancel()
+	if err := <-r.done; err != nil {
+		t.Errorf("agent Run: %v", err)
+	}
+	r.done <- nil // stop is idempotent
+}
+
+func runtimeConf(p *testPod) *libcni.RuntimeConf {
+	return &libcni.RuntimeConf{
+		ContainerID: "ctr-" + p.name, NetNS: p.netns.Path(), IfName: "eth0",
+		Args: [][2]string{{"K8S_POD_NAMESPACE", p.ns}, {"K8S_POD_NAME", p.name}},
+	}
+}
+
+func (w *world) cniAdd(p *testPod) (*current.Result, error) {
+	var res *current.Result
+	err := w.lab.Host.Do(func(ns.NetNS) error {
+		r, err := w.cni.AddNetworkList(context.Background(), w.list, runtimeConf(p))
+		if err != nil {
+			return err
+		}
+		res, err = current.NewResultFromResult(r)
+		return err
+	})
+	return res, err
+}
+
+// createPod creates the pod object (scheduled here) and its netns.
+func (w *world) createPod(namespace, name string, labels map[string]string) *testPod {
+	w.t.Helper()
+	if err := w.c.Create(context.Background(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
+		Spec: corev1.PodSpec{
+			NodeName:   nodeName,
+			Containers: []corev1.Container{{Name: "main", Image: "example.invalid/server:1"}},
+		},
+	}); err != nil {
+		w.t.Fatal(err)
+	}
+	p := &testPod{ns: namespace, name: name, netns: nodelab.NewNetNS(w.t)}
+	w.pods[name] = p
+	return p
+}
+
+// addPod runs CNI ADD and starts the pod's echo servers.
+func (w *world) addPod(p *testPod) {
+	w.t.Helper()
+	res, err := w.cniAdd(p)
+	if err != nil {
+		w.t.Fatalf("CNI ADD %s: %v", p, err)
+	}
+	p.ip, _ = netip.AddrFromSlice(res.IPs[0].Address.IP.To4())
+	for _, i := range res.Interfaces {
+		if i.Sandbox == "" {
+			p.hostIf = i.Name
+		}
+	}
+	for _, port := range ports {
+		var ln net.Listener
+		if err := p.netns.Do(func(ns.NetNS) error {
+			var err error
+			ln, err = net.Listen("tcp", net.JoinHostPort(p.ip.String(), fmt.Sprint(port)))
+			return err
+		}); err != nil {
+			w.t.Fatal(err)
+		}
+		w.t.Cleanup(func() { _ = ln.Close() })
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer func() { _ = conn.Close() }()
+					_, _ = io.Copy(conn, conn)
+				}()
+			}
+		}()
+	}
+}
+
+// dial connects from src to dst:port and echoes once.
+func dial(src, dst *testPod, port int, timeout time.Duration) (net.Conn, error) {
+	var conn net.Conn
+	err := src.netns.Do(func(ns.NetNS) error {
+		var err error
+		conn, err = net.DialTimeout("tcp", net.JoinHostPort(dst.ip.String(), fmt.Sprint(port)), timeout)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := echo(conn, timeout); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+func echo(conn net.Conn, timeout time.Duration) error {
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	msg := []byte("sluice")
+	if _, err := conn.Write(msg); err != nil {
+		return err
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(conn, buf); err != nil {
+		return err
+	}
+	return nil
+}
+
+// quickReachable is reachable with a 30 ms budget.
+func quickReachable(src, dst *testPod, port int) bool {
+	conn, err := dial(src, dst, port, 30*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
+}
+
+func reachable(src, dst *testPod, port int) bool {
+	conn, err := dial(src, dst, port, 400*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
+}
+
+// probe is one cell of a reachability matrix.
+type probe struct {
+	src, dst string
+	port     int
+}
+
+func (p probe) String() string { return fmt.Sprintf("%s -> %s:%d", p.src, p.dst, p.port) }
+
+// matrix probes every pair of pods (not a pod to itself) on every port,
+// in parallel.
+func (w *world) matrix(names []string) map[probe]bool {
+	out := map[probe]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, s := range names {
+		for _, d := range names {
+			if s == d {
+				continue
+			}
+			for _, port := range ports {
+				wg.Go(func() {
+					ok := reachable(w.pods[s], w.pods[d], port)
+					mu.Lock()
+					out[probe{s, d, port}] = ok
+					mu.Unlock()
+				})
+			}
+		}
+	}
+	wg.Wait()
+	return out
+}
+
+// expectation says which probes pass; everything else must.
+type expectation func(p probe) bool
+
+func diff(got map[probe]bool, want expectation) []string {
+	var bad []string
+	for p, ok := range got {
+		if ok != want(p) {
+			bad = append(bad, fmt.Sprintf("%s: reachable=%v, want %v", p, ok, want(p)))
+		}
+	}
+	slices.Sort(bad)
+	return bad
+}
+
+// waitMatrix probes until the matrix is as expected.
+func (w *world) waitMatrix(what string, names []string, want expectation) {
+	w.t.Helper()
+	start := time.Now()
+	for {
+		bad := diff(w.matrix(names), want)
+		if len(bad) == 0 {
+			return
+		}
+		if time.Since(start) > 10*time.Second {
+			w.t.Fatalf("%s: reachability differs:\n  %s", what, strings.Join(bad, "\n  "))
+		}
+	}
+}
+
+func (w *world) apply(np *networkingv1.NetworkPolicy) time.Time {
+	w.t.Helper()
+	now := time.Now()
+	if err := w.c.Create(context.Background(), np); err != nil {
+		w.t.Fatal(err)
+	}
+	return now
+}
+
+func tcpPort(p int) []networkingv1.NetworkPolicyPort {
+	port := intstr.FromInt32(int32(p))
+	proto := corev1.ProtocolTCP
+	return []networkingv1.NetworkPolicyPort{{Protocol: &proto, Port: &port}}
+}
+
+// gather reads one metric family's samples as name{labels} -> value.
+func (w *world) gather(name string) map[string]float64 {
+	w.t.Helper()
+	mfs, err := w.reg.Gather()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var ls []string
+			for _, l := range m.GetLabel() {
+				ls = append(ls, l.GetName()+"="+l.GetValue())
+			}
+			key := strings.Join(ls, ",")
+			switch {
+			case m.GetCounter() != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				out[key] = m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				out[key+"count"] = float64(m.GetHistogram().GetSampleCount())
+				out[key+"sum"] = m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return out
+}
+
+// programsOn counts the tcx programs on a host veth.
+func (w *world) programsOn(ifName string) int {
+	w.t.Helper()
+	n := 0
+	w.lab.In(func() error {
+		l, err := netlink.LinkByName(ifName)
+		if err != nil {
+			return err
+		}
+		for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+			r, err := link.QueryPrograms(link.QueryOptions{Target: l.Attrs().Index, Attach: at})
+			if err != nil {
+				return err
+			}
+			n += len(r.Programs)
+		}
+		return nil
+	})
+	return n
+}
+
+// TestAgent: real packets through the real agent, policies through the
+// API, an agent restart with a connection open, and fail-closed ADDs.
+func TestAgent(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	agent1 := w.startAgent()
+	t.Logf("agent ready in %v", agent1.waitReady(t))
+
+	client, server := map[string]string{"app": "client"}, map[string]string{"app": "server"}
+	for _, p := range []*testPod{
+		w.createPod("alpha", "client-a", client), w.createPod("alpha", "server-a", server),
+		w.createPod("beta", "client-b", client), w.createPod("beta", "server-b", server),
+	} {
+		start := time.Now()
+		w.addPod(p)
+		t.Logf("ADD %s: %s in %v", p, p.ip, time.Since(start).Round(time.Millisecond))
+		if n := w.programsOn(p.hostIf); n != 2 {
+			t.Fatalf("%s: %d programs on %s, want 2", p, n, p.hostIf)
+		}
+	}
+	all := []string{"client-a", "server-a", "client-b", "server-b"}
+	nsOf := func(name string) string { return w.pods[name].ns }
+
+	w.waitMatrix("no policy", all, func(probe) bool { return true })
+	if got := w.gather("sluice_agent_endpoints")[""]; got != 4 {
+		t.Errorf("sluice_agent_endpoints = %v, want 4", got)
+	}
+
+	// Refusals fail the ADD and leave nothing: a pod the API places on
+	// another node, and CNI_ARGS without the pod's name.
+	if err := w.c.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "beta", Name: "elsewhere"},
+		Spec:       corev1.PodSpec{NodeName: "other-node", Containers: []corev1.Container{{Name: "main", Image: "example.invalid/server:1"}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := &testPod{ns: "beta", name: "elsewhere", netns: nodelab.NewNetNS(t)}
+	_, err := w.cniAdd(elsewhere)
+	wantRefusal(t, w, err, types.ErrTryAgainLater, "scheduled on node other-node")
+	noArgs := runtimeConf(elsewhere)
+	noArgs.Args = nil
+	err = w.lab.Host.Do(func(ns.NetNS) error {
+		_, err := w.cni.AddNetworkList(ctx, w.list, noArgs)
+		return err
+	})
+	wantRefusal(t, w, err, types.ErrInvalidEnvironmentVariables, "K8S_POD_NAMESPACE")
+
+	var latencies []time.Duration
+	// step creates a policy, measures how long until one flow it flips
+	// does (tight probes: a connection on a local veth takes well under a
+	// millisecond, so a 30 ms timeout means dropped), then checks the
+	// whole matrix.
+	step := func(what string, np *networkingv1.NetworkPolicy, flip probe, want expectation) {
+		t.Helper()
+		if reachable(w.pods[flip.src], w.pods[flip.dst], flip.port) == want(flip) {
+			t.Fatalf("%s: %s already as the policy will make it", what, flip)
+		}
+		created := w.apply(np)
+		for quickReachable(w.pods[flip.src], w.pods[flip.dst], flip.port) != want(flip) {
+			if time.Since(created) > 10*time.Second {
+				t.Fatalf("%s: %s did not change", what, flip)
+			}
+		}
+		latency := time.Since(created)
+		latencies = append(latencies, latency)
+		t.Logf("%s: %s changed %v after the create", what, flip, latency.Round(100*time.Microsecond))
+		w.waitMatrix(what, all, want)
+	}
+
+	// 1. Deny all ingress in alpha.
+	denyAlpha := func(p probe) bool { return nsOf(p.dst) != "alpha" }
+	step("deny-all ingress in alpha", &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "alpha", Name: "deny-all"},
+		Spec:       networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}},
+	}, probe{"client-b", "server-a", 8080}, denyAlpha)
+
+	// 2. Allow alpha's clients to alpha's servers on 8080.
+	allowClients := func(p probe) bool {
+		return denyAlpha(p) || (p.src == "client-a" && p.dst == "server-a" && p.port == 8080)
+	}
+	step("allow app=client to app=server:8080 in alpha", &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "alpha", Name: "allow-clients"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: server},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: client}}},
+				Ports: tcpPort(8080),
+			}},
+		},
+	}, probe{"client-a", "server-a", 8080}, allowClients)
+
+	// 3. Namespace isolation in beta: only beta's pods get in.
+	isolated := func(p probe) bool {
+		if nsOf(p.dst) == "beta" {
+			return nsOf(p.src) == "beta"
+		}
+		return allowClients(p)
+	}
+	step("beta admits only beta", &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "beta", Name: "same-namespace"},
+		Spec: networkingv1.NetworkPolicySpec{
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{}}},
+			}},
+		},
+	}, probe{"client-a", "server-b", 9090}, isolated)
+
+	// 4. An ipBlock with client-b's pod address opens server-a:9090 to it.
+	final := func(p probe) bool {
+		return isolated(p) || (p.src == "client-b" && p.dst == "server-a" && p.port == 9090)
+	}
+	step("ipBlock of client-b's address to server-a:9090", &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "alpha", Name: "from-client-b-ip"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: server},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From:  []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: w.pods["client-b"].ip.String() + "/32"}}},
+				Ports: tcpPort(9090),
+			}},
+		},
+	}, probe{"client-b", "server-a", 9090}, final)
+
+	h := w.gather("sluice_agent_policy_apply_seconds")
+	t.Logf("policy create to enforcement, probed: %v; agent's apply histogram: %v batches, mean %v",
+		latencies, h["count"], time.Duration(h["sum"]/h["count"]*float64(time.Second)).Round(time.Microsecond))
+	packets := w.gather("sluice_agent_endpoint_packets_total")
+	if packets["direction=ingress,namespace=alpha,pod=server-a,verdict=dropped"] == 0 ||
+		packets["direction=ingress,namespace=alpha,pod=server-a,verdict=allowed"] == 0 {
+		t.Errorf("server-a's counters: %v", packets)
+	}
+
+	// The restart. An allowed connection stays open and keeps echoing;
+	// a denied flow stays denied throughout.
+	before := w.gather("sluice_agent_endpoint_packets_total")["direction=ingress,namespace=alpha,pod=server-a,verdict=allowed"]
+	conn, err := dial(w.pods["client-a"], w.pods["server-a"], 8080, time.Second)
+	if err != nil {
+		t.Fatalf("open the long-lived connection: %v", err)
+	}
+	defer func() { _ = conn.Close() }()
+	// Phases: 0 agent 1 runs, 1 no agent, 2 agent 2 starting, 3 ready.
+	var (
+		phase            atomic.Int32
+		echoes, failures [4]atomic.Int64
+		leaks            atomic.Int64
+		stopPing         = make(chan struct{})
+		pingers          sync.WaitGroup
+	)
+	pingers.Go(func() {
+		for {
+			select {
+			case <-stopPing:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			ph := phase.Load()
+			if err := echo(conn, time.Second); err != nil {
+				failures[ph].Add(1)
+			} else {
+				echoes[ph].Add(1)
+			}
+		}
+	})
+	clientB, serverA := w.pods["client-b"], w.pods["server-a"]
+	pingers.Go(func() {
+		for {
+			select {
+			case <-stopPing:
+				return
+			default:
+			}
+			if quickReachable(clientB, serverA, 8080) {
+				leaks.Add(1)
+			}
+		}
+	})
+
+	for echoes[0].Load() < 5 && failures[0].Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	agent1.stop(t)
+	phase.Store(1)
+	if _, err := os.Stat(w.socket); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket after the agent stopped: %v", err)
+	}
+	if n := w.programsOn(w.pods["server-a"].hostIf); n != 2 {
+		t.Errorf("%d programs on server-a's veth while no agent runs, want the 2 pinned", n)
+	}
+	w.waitMatrix("agent down", all, final)
+
+	// Fail closed: an ADD while the agent is down fails and keeps no
+	// address.
+	late := w.createPod("alpha", "late", client)
+	_, err = w.cniAdd(late)
+	var cniErr *types.Error
+	if !errors.As(err, &cniErr) || cniErr.Code != types.ErrTryAgainLater || !strings.Contains(cniErr.Msg, "node agent not reachable at "+w.socket) {
+		t.Fatalf("ADD with the agent down: %v", err)
+	}
+	rs, err := cni.Reservations(w.lab.StateDir)
+	if err != nil || len(rs) != 4 {
+		t.Fatalf("reservations after the failed ADD: %v, %v", rs, err)
+	}
+	if w.hostLinkExists(cni.HostVethName("slc", "ctr-late", "eth0")) {
+		t.Error("the failed ADD left its host veth")
+	}
+
+	phase.Store(2)
+	agent2 := w.startAgent()
+	t.Logf("restarted agent ready in %v", agent2.waitReady(t))
+	phase.Store(3)
+	w.waitMatrix("after the restart", all, final)
+	close(stopPing)
+	pingers.Wait()
+	for ph, name := range []string{"agent 1", "no agent", "agent 2 starting", "agent 2 ready"} {
+		t.Logf("%s: %d echoes on the open connection, %d failed", name, echoes[ph].Load(), failures[ph].Load())
+		if failures[ph].Load() > 0 || echoes[ph].Load() == 0 {
+			t.Errorf("%s: the open connection: %d echoes, %d failed", name, echoes[ph].Load(), failures[ph].Load())
+		}
+	}
+	if leaks.Load() > 0 {
+		t.Errorf("a denied flow got through %d times during the restart", leaks.Load())
+	}
+	if err := echo(conn, time.Second); err != nil {
+		t.Errorf("the open connection after the restart: %v", err)
+	}
+	// Same endpoint IDs, so the counters carried on.
+	if after := w.gather("sluice_agent_endpoint_packets_total")["direction=ingress,namespace=alpha,pod=server-a,verdict=allowed"]; after <= before {
+		t.Errorf("server-a's allowed ingress packets went from %v to %v across the restart", before, after)
+	}
+	for _, name := range all {
+		if n := w.programsOn(w.pods[name].hostIf); n != 2 {
+			t.Errorf("%s: %d programs after the restart, want 2 (adopted, not doubled)", name, n)
+		}
+	}
+
+	// The new agent enforces changes and takes new pods: late (a client of
+	// alpha) now gets in, and reaches server-a:8080.
+	w.addPod(late)
+	withLate := append(slices.Clone(all), "late")
+	w.waitMatrix("late joined", withLate, func(p probe) bool {
+		switch {
+		case p.src == "late":
+			return p.dst == "server-a" && p.port == 8080
+		case p.dst == "late":
+			return false // alpha's deny-all
+		}
+		return final(p)
+	})
+	if err := w.lab.Host.Do(func(ns.NetNS) error {
+		return w.cni.CheckNetworkList(ctx, w.list, runtimeConf(late))
+	}); err != nil {
+		t.Errorf("CHECK: %v", err)
+	}
+	if err := w.c.Delete(ctx, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "alpha", Name: "deny-all"}}); err != nil {
+		t.Fatal(err)
+	}
+	// deny-all gone: client-a is open again; servers stay isolated by
+	// their allow policies.
+	w.waitMatrix("deny-all deleted", withLate, func(p probe) bool {
+		switch p.dst {
+		case "client-a", "late":
+			return true
+		case "server-a":
+			return (p.port == 8080 && (p.src == "client-a" || p.src == "late")) || (p.port == 9090 && p.src == "client-b")
+		}
+		return nsOf(p.src) == "beta" // beta admits only beta
+	})
+
+	// DEL: the agent forgets the endpoint and the pin goes.
+	if err := w.lab.Host.Do(func(ns.NetNS) error { return w.cni.DelNetworkList(ctx, w.list, runtimeConf(late)) }); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	if _, err := cni.NewAgentClient(w.socket).GetEndpoint(ctx, "ctr-late"); !cni.IsAgentNotFound(err) {
+		t.Errorf("the agent still knows the deleted endpoint: %v", err)
+	}
+	pins, _ := os.ReadDir(filepath.Join(w.pinDir, "links"))
+	if len(pins) != 2*len(all) {
+		t.Errorf("%d pinned links, want %d", len(pins), 2*len(all))
+	}
+}
+
+// wantRefusal checks a failed ADD and that it kept no address and no veth.
+func wantRefusal(t *testing.T, w *world, err error, code uint, msg string) {
+	t.Helper()
+	var cniErr *types.Error
+	if !errors.As(err, &cniErr) || cniErr.Code != code || !strings.Contains(cniErr.Msg, msg) {
+		t.Fatalf("ADD: %v; want code %d with %q", err, code, msg)
+	}
+	rs, err := cni.Reservations(w.lab.StateDir)
+	if err != nil || len(rs) != 4 {
+		t.Fatalf("reservations after the failed ADD: %v, %v", rs, err)
+	}
+	if w.hostLinkExists(cni.HostVethName("slc", "ctr-elsewhere", "eth0")) {
+		t.Error("the failed ADD left its host veth")
+	}
+}
+
+func (w *world) hostLinkExists(name string) bool {
+	exists := false
+	w.lab.In(func() error {
+		_, err := netlink.LinkByName(name)
+		exists = err == nil
+		return nil
+	})
+	return exists
+}
