@@ -37,6 +37,9 @@ const usage = `sluicectl is the Sluice developer tool.
 Usage:
   sluicectl lab up [flags]   start a local control plane on loopback and
                              run until interrupted (Ctrl-C)
+  sluicectl lab node|pod|matrix ...
+                             a demo node of network namespaces wired by
+                             sluice-cni ('sluicectl lab node --help')
   sluicectl policy verdicts --case FILE [--engine bpf|model] [--check]
                              compute NetworkPolicy verdicts for a case file
   sluicectl help             show this help
@@ -69,6 +72,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func runLab(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && labNodeCommands[args[0]] {
+		return runLabNode(args, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "up" {
 		if len(args) > 0 && isHelp(args[0]) {
 			fmt.Fprint(stdout, usage)
