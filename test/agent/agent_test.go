@@ -70,11 +70,16 @@ type testPod struct {
 	netns    ns.NetNS
 	ip       netip.Addr
 	hostIf   string
+	// labels and ports are the pod spec's labels and container ports (the
+	// named ports policies resolve against).
+	labels map[string]string
+	ports  []corev1.ContainerPort
 }
 
 func (p *testPod) String() string { return p.ns + "/" + p.name }
 
-// ports every pod serves on.
+// ports are the TCP ports TestAgent probes; every pod serves more (see
+// services).
 var ports = []int{8080, 9090}
 
 // privateBPFFS mounts a bpffs of the test's own, so nothing is pinned on
@@ -128,8 +133,8 @@ func newWorld(t *testing.T) *world {
 	if err := c.Status().Update(ctx, node); err != nil {
 		t.Fatal(err)
 	}
-	for ns, team := range map[string]string{"alpha": "a", "beta": "b"} {
-		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"team": team}}}); err != nil {
+	for ns, labels := range namespaceLabels {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -227,24 +232,25 @@ func (w *world) cniAdd(p *testPod) (*current.Result, error) {
 	return res, err
 }
 
-// createPod creates the pod object (scheduled here) and its netns.
-func (w *world) createPod(namespace, name string, labels map[string]string) *testPod {
+// createPod creates the pod object (scheduled here, with the container
+// ports given) and its netns.
+func (w *world) createPod(namespace, name string, labels map[string]string, containerPorts ...corev1.ContainerPort) *testPod {
 	w.t.Helper()
 	if err := w.c.Create(context.Background(), &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
 		Spec: corev1.PodSpec{
 			NodeName:   nodeName,
-			Containers: []corev1.Container{{Name: "main", Image: "example.invalid/server:1"}},
+			Containers: []corev1.Container{{Name: "main", Image: "example.invalid/server:1", Ports: containerPorts}},
 		},
 	}); err != nil {
 		w.t.Fatal(err)
 	}
-	p := &testPod{ns: namespace, name: name, netns: nodelab.NewNetNS(w.t)}
+	p := &testPod{ns: namespace, name: name, netns: nodelab.NewNetNS(w.t), labels: labels, ports: containerPorts}
 	w.pods[name] = p
 	return p
 }
 
-// addPod runs CNI ADD and starts the pod's echo servers.
+// addPod runs CNI ADD and starts the pod's echo servers (every service).
 func (w *world) addPod(p *testPod) {
 	w.t.Helper()
 	res, err := w.cniAdd(p)
@@ -257,29 +263,7 @@ func (w *world) addPod(p *testPod) {
 			p.hostIf = i.Name
 		}
 	}
-	for _, port := range ports {
-		var ln net.Listener
-		if err := p.netns.Do(func(ns.NetNS) error {
-			var err error
-			ln, err = net.Listen("tcp", net.JoinHostPort(p.ip.String(), fmt.Sprint(port)))
-			return err
-		}); err != nil {
-			w.t.Fatal(err)
-		}
-		w.t.Cleanup(func() { _ = ln.Close() })
-		go func() {
-			for {
-				conn, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer func() { _ = conn.Close() }()
-					_, _ = io.Copy(conn, conn)
-				}()
-			}
-		}()
-	}
+	w.startServers(p)
 }
 
 // dial connects from src to dst:port and echoes once.
