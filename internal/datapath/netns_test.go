@@ -1,15 +1,9 @@
 package datapath
 
 import (
-	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
-
-	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/vishvananda/netlink"
 
 	"github.com/sluice-dev/sluice/internal/cni"
 	"github.com/sluice-dev/sluice/internal/policy"
@@ -29,40 +23,12 @@ func TestRealPackets(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	type pod struct {
-		netns   ns.NetNS
-		ip      netip.Addr
-		ifindex int
-	}
-	addPod := func(id string) pod {
-		p := pod{netns: nodelab.NewNetNS(t)}
-		res, err := lab.Add(id, p.netns)
-		if err != nil {
-			t.Fatalf("CNI ADD %s: %v", id, err)
-		}
-		p.ip, _ = netip.AddrFromSlice(res.IPs[0].Address.IP.To4())
-		var hostVeth string
-		for _, i := range res.Interfaces {
-			if i.Sandbox == "" {
-				hostVeth = i.Name
-			}
-		}
-		lab.In(func() error {
-			l, err := netlink.LinkByName(hostVeth)
-			if err != nil {
-				return fmt.Errorf("host veth %q of %s: %w", hostVeth, id, err)
-			}
-			p.ifindex = l.Attrs().Index
-			return nil
-		})
-		return p
-	}
-	a, b := addPod("pod-a"), addPod("pod-b")
+	a, b := lab.AddPod(t, "pod-a"), lab.AddPod(t, "pod-b")
 
 	d := newDatapath(t, Options{})
-	for _, p := range []pod{a, b} {
+	for _, p := range []nodelab.Pod{a, b} {
 		lab.In(func() error {
-			att, err := d.Attach(p.ifindex)
+			att, err := d.Attach(p.HostIfIndex)
 			if err != nil {
 				return err
 			}
@@ -75,15 +41,15 @@ func TestRealPackets(t *testing.T) {
 		s := &policy.Snapshot{
 			IPCache: []policy.IPCacheEntry{
 				{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Class: policy.ClassWorld},
-				{Prefix: netip.PrefixFrom(a.ip, 32), Class: classA},
-				{Prefix: netip.PrefixFrom(b.ip, 32), Class: classB},
+				{Prefix: netip.PrefixFrom(a.IP, 32), Class: classA},
+				{Prefix: netip.PrefixFrom(b.IP, 32), Class: classB},
 			},
-			Endpoints: []policy.EndpointPolicy{{ID: idA, IP: a.ip}, {ID: idB, IP: b.ip}},
+			Endpoints: []policy.EndpointPolicy{{ID: idA, IP: a.IP}, {ID: idB, IP: b.IP}},
 		}
 		edit(&s.Endpoints[0], &s.Endpoints[1])
 		return s
 	}
-	connect := func(port int) error { return roundTrip(b.netns, b.ip, port, a.netns, time.Second) }
+	connect := func(port int) error { return nodelab.TCPRoundTripOn(b.NetNS, b.IP, port, a.NetNS, time.Second) }
 
 	for _, step := range []struct {
 		name    string
@@ -133,47 +99,4 @@ func TestRealPackets(t *testing.T) {
 	if ca.EgressAllowed == 0 || ca.IngressAllowed == 0 || ca.EgressDropped == 0 || cb.IngressDropped == 0 {
 		t.Errorf("counters missed packets: A %+v, B %+v", ca, cb)
 	}
-}
-
-// roundTrip listens on ip:port in server, connects from client and echoes
-// a message.
-func roundTrip(server ns.NetNS, ip netip.Addr, port int, client ns.NetNS, timeout time.Duration) error {
-	addr := net.JoinHostPort(ip.String(), fmt.Sprint(port))
-	var ln net.Listener
-	if err := server.Do(func(ns.NetNS) error {
-		var err error
-		ln, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	defer func() { _ = ln.Close() }()
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer func() { _ = conn.Close() }()
-		_, _ = io.Copy(conn, conn)
-	}()
-	return client.Do(func(ns.NetNS) error {
-		conn, err := net.DialTimeout("tcp", addr, timeout)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = conn.Close() }()
-		_ = conn.SetDeadline(time.Now().Add(timeout))
-		const msg = "through sluice"
-		if _, err := conn.Write([]byte(msg)); err != nil {
-			return err
-		}
-		buf := make([]byte, len(msg))
-		if _, err := io.ReadFull(conn, buf); err != nil {
-			return err
-		}
-		if string(buf) != msg {
-			return fmt.Errorf("echo %q", buf)
-		}
-		return nil
-	})
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/vishvananda/netlink"
 
 	"github.com/sluice-dev/sluice/internal/cni"
 	"github.com/sluice-dev/sluice/internal/datapath"
@@ -130,7 +129,7 @@ func BenchmarkPodToPodLatency(b *testing.B) {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	client, server := addPod(b, lab, "client"), addPod(b, lab, "server")
+	client, server := lab.AddPod(b, "client"), lab.AddPod(b, "server")
 	startServer(b, server, p2pPort)
 	// A listener (c) must not reach, so that (a) and (b) would connect.
 	startServer(b, server, p2pDeniedPort)
@@ -160,7 +159,7 @@ func BenchmarkPodToPodLatency(b *testing.B) {
 			apply(b, d, open)
 			for _, p := range []p2pPod{client, server} {
 				lab.In(func() error {
-					l, err := d.Attach(p.ifindex)
+					l, err := d.Attach(p.HostIfIndex)
 					links = append(links, l)
 					return err
 				})
@@ -174,10 +173,10 @@ func BenchmarkPodToPodLatency(b *testing.B) {
 	// drops another, (a) and (b) admit both.
 	for cfg := range numConfig {
 		configure(cfg)
-		if _, err := rrP50(client, server.ip, 10); err != nil {
+		if _, err := rrP50(client, server.IP, 10); err != nil {
 			b.Fatalf("config %s: port %d: %v", cfgNames[cfg], p2pPort, err)
 		}
-		err := dialOnce(client, server.ip, p2pDeniedPort, 300*time.Millisecond)
+		err := dialOnce(client, server.IP, p2pDeniedPort, 300*time.Millisecond)
 		if denied := err != nil; denied != (cfg == cfgIsol) {
 			b.Fatalf("config %s: port %d denied=%v (%v)", cfgNames[cfg], p2pDeniedPort, denied, err)
 		}
@@ -200,7 +199,7 @@ func BenchmarkPodToPodLatency(b *testing.B) {
 	for r := range rounds {
 		for cfg := range numConfig {
 			configure(cfg)
-			figs[r][cfg] = measure(b, client, server.ip)
+			figs[r][cfg] = measure(b, client, server.IP)
 		}
 	}
 	b.StopTimer()
@@ -208,45 +207,16 @@ func BenchmarkPodToPodLatency(b *testing.B) {
 	report(b, figs)
 }
 
-type p2pPod struct {
-	netns   ns.NetNS
-	ip      netip.Addr
-	ifindex int
-}
-
-// addPod wires a pod with CNI ADD and finds its host-side veth.
-func addPod(b *testing.B, lab *nodelab.Node, id string) p2pPod {
-	b.Helper()
-	p := p2pPod{netns: nodelab.NewNetNS(b)}
-	res, err := lab.Add(id, p.netns)
-	if err != nil {
-		b.Fatalf("CNI ADD %s: %v", id, err)
-	}
-	p.ip, _ = netip.AddrFromSlice(res.IPs[0].Address.IP.To4())
-	var hostVeth string
-	for _, i := range res.Interfaces {
-		if i.Sandbox == "" {
-			hostVeth = i.Name
-		}
-	}
-	lab.In(func() error {
-		l, err := netlink.LinkByName(hostVeth)
-		if err != nil {
-			return fmt.Errorf("host veth %q of %s: %w", hostVeth, id, err)
-		}
-		p.ifindex = l.Attrs().Index
-		return nil
-	})
-	return p
-}
+// p2pPod is a pod of the benchmark, wired by the real plugin.
+type p2pPod = nodelab.Pod
 
 // p2pSnapshots builds (b)'s and (c)'s snapshots by hand.
 func p2pSnapshots(client, server p2pPod) (open, isolated *policy.Snapshot) {
 	ipcache := make([]policy.IPCacheEntry, 0, p2pIPCache+256+3)
 	ipcache = append(ipcache,
 		policy.IPCacheEntry{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Class: policy.ClassWorld},
-		policy.IPCacheEntry{Prefix: netip.PrefixFrom(client.ip, 32), Class: classClient},
-		policy.IPCacheEntry{Prefix: netip.PrefixFrom(server.ip, 32), Class: classServer},
+		policy.IPCacheEntry{Prefix: netip.PrefixFrom(client.IP, 32), Class: classClient},
+		policy.IPCacheEntry{Prefix: netip.PrefixFrom(server.IP, 32), Class: classServer},
 	)
 	// Other nodes' pod blocks (this node's block too: the pods' /32s are
 	// longer) and other pods in 10.245.0.0/16.
@@ -264,15 +234,15 @@ func p2pSnapshots(client, server p2pPod) (open, isolated *policy.Snapshot) {
 	}
 	open = &policy.Snapshot{
 		IPCache:   ipcache,
-		Endpoints: []policy.EndpointPolicy{{ID: idClient, IP: client.ip}, {ID: idServer, IP: server.ip}},
+		Endpoints: []policy.EndpointPolicy{{ID: idClient, IP: client.IP}, {ID: idServer, IP: server.IP}},
 	}
 	isolated = &policy.Snapshot{
 		IPCache: ipcache,
 		Endpoints: []policy.EndpointPolicy{{
-			ID: idClient, IP: client.ip,
+			ID: idClient, IP: client.IP,
 			EgressIsolated: true, Egress: rules(classServer),
 		}, {
-			ID: idServer, IP: server.ip,
+			ID: idServer, IP: server.IP,
 			IngressIsolated: true, Ingress: rules(classClient),
 		}},
 	}
@@ -316,9 +286,9 @@ func apply(b *testing.B, d *datapath.Datapath, s *policy.Snapshot) {
 func startServer(b *testing.B, server p2pPod, port int) {
 	b.Helper()
 	var ln net.Listener
-	if err := server.netns.Do(func(ns.NetNS) error {
+	if err := server.NetNS.Do(func(ns.NetNS) error {
 		var err error
-		ln, err = net.Listen("tcp", net.JoinHostPort(server.ip.String(), strconv.Itoa(port)))
+		ln, err = net.Listen("tcp", net.JoinHostPort(server.IP.String(), strconv.Itoa(port)))
 		return err
 	}); err != nil {
 		b.Fatalf("listen: %v", err)
@@ -391,7 +361,7 @@ func measure(b *testing.B, client p2pPod, server netip.Addr) p2pFigures {
 
 func dial(client p2pPod, server netip.Addr, port int, timeout time.Duration) (net.Conn, error) {
 	var conn net.Conn
-	err := client.netns.Do(func(ns.NetNS) error {
+	err := client.NetNS.Do(func(ns.NetNS) error {
 		var err error
 		conn, err = net.DialTimeout("tcp", net.JoinHostPort(server.String(), strconv.Itoa(port)), timeout)
 		return err
@@ -441,7 +411,7 @@ func connP50(client p2pPod, server netip.Addr) (time.Duration, error) {
 	addr := net.JoinHostPort(server.String(), strconv.Itoa(p2pPort))
 	samples := make([]time.Duration, 0, p2pConns)
 	// Sockets are made in the client's netns: the whole loop runs there.
-	err := client.netns.Do(func(ns.NetNS) error {
+	err := client.NetNS.Do(func(ns.NetNS) error {
 		req, resp := make([]byte, p2pMsg), make([]byte, p2pMsg)
 		req[0] = kindConn
 		for range p2pConns {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
+	"github.com/vishvananda/netlink"
 )
 
 // RequireEnv is the variable that turns a privileged test's skip into a
@@ -157,15 +159,59 @@ func (n *Node) Del(containerID string, pod ns.NetNS) error {
 	})
 }
 
+// Pod is a pod wired by CNI ADD: its netns, its first address and its
+// host-side veth (where the datapath attaches).
+type Pod struct {
+	NetNS       ns.NetNS
+	IP          netip.Addr
+	HostIfName  string
+	HostIfIndex int
+}
+
+// AddPod creates a pod netns, runs CNI ADD for it and finds its host veth.
+func (n *Node) AddPod(t testing.TB, containerID string) Pod {
+	t.Helper()
+	p := Pod{NetNS: NewNetNS(t)}
+	res, err := n.Add(containerID, p.NetNS)
+	if err != nil {
+		t.Fatalf("CNI ADD %s: %v", containerID, err)
+	}
+	if len(res.IPs) == 0 {
+		t.Fatalf("CNI ADD %s gave no address", containerID)
+	}
+	p.IP, _ = netip.AddrFromSlice(res.IPs[0].Address.IP)
+	p.IP = p.IP.Unmap()
+	for _, i := range res.Interfaces {
+		if i.Sandbox == "" {
+			p.HostIfName = i.Name
+		}
+	}
+	n.In(func() error {
+		l, err := netlink.LinkByName(p.HostIfName)
+		if err != nil {
+			return fmt.Errorf("host veth %q of %s: %w", p.HostIfName, containerID, err)
+		}
+		p.HostIfIndex = l.Attrs().Index
+		return nil
+	})
+	return p
+}
+
 func runtimeConf(containerID string, pod ns.NetNS) *libcni.RuntimeConf {
 	return &libcni.RuntimeConf{ContainerID: containerID, NetNS: pod.Path(), IfName: "eth0"}
 }
 
-// TCPRoundTrip listens on serverIP:port inside server, connects from
-// client, sends a message and checks it comes back: a real packet each way
-// through the host.
+// TCPRoundTrip is TCPRoundTripOn port 7777 with a 5 s timeout.
 func TCPRoundTrip(server ns.NetNS, serverIP string, client ns.NetNS) error {
-	addr := net.JoinHostPort(serverIP, "7777")
+	return TCPRoundTripOn(server, netip.MustParseAddr(serverIP), 7777, client, 5*time.Second)
+}
+
+// TCPRoundTripOn listens on serverIP:port inside server, connects from
+// client, sends a message and checks it comes back: a real packet each way
+// through the host. A connection that isn't answered within timeout (a
+// dropped SYN) is an error.
+func TCPRoundTripOn(server ns.NetNS, serverIP netip.Addr, port int, client ns.NetNS, timeout time.Duration) error {
+	addr := net.JoinHostPort(serverIP.String(), fmt.Sprint(port))
 	var ln net.Listener
 	if err := server.Do(func(ns.NetNS) error {
 		var err error
@@ -186,12 +232,12 @@ func TCPRoundTrip(server ns.NetNS, serverIP string, client ns.NetNS) error {
 
 	const msg = "sluice says hello"
 	return client.Do(func(ns.NetNS) error {
-		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		conn, err := net.DialTimeout("tcp", addr, timeout)
 		if err != nil {
 			return fmt.Errorf("connect to %s: %w", addr, err)
 		}
 		defer func() { _ = conn.Close() }()
-		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_ = conn.SetDeadline(time.Now().Add(timeout))
 		if _, err := conn.Write([]byte(msg)); err != nil {
 			return err
 		}
