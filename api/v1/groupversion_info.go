@@ -31,6 +31,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&IPAMPool{}, &IPAMPoolList{},
 		&NodeNetwork{}, &NodeNetworkList{},
 		&IPAMBlock{}, &IPAMBlockList{},
+		&DataplaneNode{}, &DataplaneNodeList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil

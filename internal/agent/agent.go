@@ -204,7 +204,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	eng := newEngine(log, o.NodeName, c, dp, &datapathAttacher{dp: dp, netns: o.NetNS, pinDir: o.Datapath.PinDir}, o.StateFile)
+	rec := &applyRecorder{dataplane: dp}
+	eng := newEngine(log, o.NodeName, c, rec, &datapathAttacher{dp: dp, netns: o.NetNS, pinDir: o.Datapath.PinDir}, o.StateFile)
 	eng.registerTimeout = o.RegisterTimeout
 	eng.loadState(st)
 	undo, err := eng.metrics.register(o.Registry)
@@ -228,6 +229,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer stop()
 	if err := a.background(ctx, g, eng, c); err != nil {
+		return err
+	}
+	if err := a.report(ctx, g, eng, rec); err != nil {
 		return err
 	}
 	<-ctx.Done()
