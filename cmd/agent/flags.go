@@ -22,6 +22,7 @@ type flags struct {
 	healthAddr, metricsAddr     string
 	allocationFile, cniStateDir string
 	noPin                       bool
+	cniInstall                  agent.CNIInstall
 }
 
 func bindFlags(fs *flag.FlagSet, getenv func(string) string) *flags {
@@ -37,6 +38,10 @@ func bindFlags(fs *flag.FlagSet, getenv func(string) string) *flags {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", agent.DefaultMetricsAddr, "Address of /metrics; \"0\" disables it.")
 	fs.StringVar(&f.allocationFile, "allocation-file", agentmanifest.AllocationFile, "The CNI plugin's allocation file, written from this node's NodeNetwork; empty disables the IPAM sync.")
 	fs.StringVar(&f.cniStateDir, "cni-state-dir", agentmanifest.CNIStateDir, "The CNI plugin's state directory.")
+	fs.StringVar(&f.cniInstall.BinarySource, "cni-bin-source", "", "The CNI plugin binary to install on the node (in the agent image: /sluice-cni). The four --cni-* install flags go together; unset, nothing is installed.")
+	fs.StringVar(&f.cniInstall.BinDir, "cni-bin-dir", "", "The node's CNI binary directory, e.g. /opt/cni/bin.")
+	fs.StringVar(&f.cniInstall.ConflistSource, "cni-conf-source", "", "The conflist to install, e.g. /etc/sluice/10-sluice.conflist from the agent ConfigMap.")
+	fs.StringVar(&f.cniInstall.ConfDir, "cni-conf-dir", "", "The node's CNI configuration directory, e.g. /etc/cni/net.d.")
 	return f
 }
 
@@ -85,6 +90,13 @@ func (f *flags) options() (agent.Options, string, error) {
 	}
 	if f.allocationFile != "" {
 		opts.AllocationFile, opts.CNIStateDir = f.allocationFile, f.cniStateDir
+	}
+	switch in := f.cniInstall; {
+	case in == agent.CNIInstall{}:
+	case in.BinarySource == "" || in.BinDir == "" || in.ConflistSource == "" || in.ConfDir == "":
+		return agent.Options{}, "", errors.New("--cni-bin-source, --cni-bin-dir, --cni-conf-source and --cni-conf-dir go together: set all four to install the CNI files, or none")
+	default:
+		opts.CNIInstall = &in
 	}
 	if opts.NodeName == "" {
 		return agent.Options{}, "", errors.New("no node name: set --node-name or NODE_NAME")

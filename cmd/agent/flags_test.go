@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/util/intstr"
+
 	v1 "github.com/sluice-dev/sluice/api/v1"
 	"github.com/sluice-dev/sluice/internal/agent"
 	"github.com/sluice-dev/sluice/internal/agentmanifest"
@@ -130,5 +132,39 @@ func TestBadConfig(t *testing.T) {
 	f, _ := parse(t, map[string]string{"NODE_NAME": "n"}, "--config="+path)
 	if _, _, err := f.options(); err == nil || !strings.Contains(err.Error(), path) {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// The DaemonSet the operator renders passes flags this command accepts,
+// including the CNI install set; a partial set is refused.
+func TestDaemonSetArgsParse(t *testing.T) {
+	ds, err := agentmanifest.DaemonSet(&v1.EffectiveConfig{
+		NetworkPlugin: v1.NetworkPluginAzure,
+		Agent:         v1.EffectiveAgentSettings{Image: "sluice/agent:dev", LogLevel: v1.LogLevelInfo, MaxUnavailable: intstr.FromInt32(1)},
+	}, agentmanifest.Params{Namespace: "sluice-system", Name: "sluice-agent", ServiceAccountName: "sluice-agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := ds.Spec.Template.Spec.Containers[0].Args
+	args = append([]string{"--config=" + renderedConfig(t)}, args[1:]...) // the mounted path doesn't exist here
+	f, err := parse(t, map[string]string{"NODE_NAME": "n1"}, args...)
+	if err != nil {
+		t.Fatalf("the rendered args don't parse: %v (%q)", err, args)
+	}
+	opts, _, err := f.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := agent.CNIInstall{BinarySource: "/sluice-cni", BinDir: "/opt/cni/bin", ConflistSource: "/etc/sluice/10-sluice.conflist", ConfDir: "/etc/cni/net.d"}
+	if opts.CNIInstall == nil || *opts.CNIInstall != want {
+		t.Fatalf("CNIInstall = %+v, want %+v", opts.CNIInstall, want)
+	}
+
+	f, err = parse(t, map[string]string{"NODE_NAME": "n1"}, "--config=", "--cni-bin-dir=/opt/cni/bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.options(); err == nil || !strings.Contains(err.Error(), "go together") {
+		t.Fatalf("a partial install set: %v", err)
 	}
 }

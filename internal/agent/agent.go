@@ -69,6 +69,11 @@ type Options struct {
 	// nil is controller-runtime's registry.
 	Registry ctrlmetrics.RegistererGatherer
 
+	// CNIInstall, when set, installs the CNI plugin and its conflist on
+	// the node once the endpoint API is serving (nil: the node's CNI files
+	// are someone else's, as in tests and the demo).
+	CNIInstall *CNIInstall
+
 	// AllocationFile and CNIStateDir are the CNI plugin's allocationFile
 	// and stateDir, for the IPAM sync of this node's NodeNetwork (both
 	// empty: no IPAM sync).
@@ -228,6 +233,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer stop()
+	if o.CNIInstall != nil {
+		if err := o.CNIInstall.Install(); err != nil {
+			return err
+		}
+		log.Info("Installed the CNI plugin and configuration", "binDir", o.CNIInstall.BinDir, "confDir", o.CNIInstall.ConfDir)
+	}
 	if err := a.background(ctx, g, eng, c); err != nil {
 		return err
 	}

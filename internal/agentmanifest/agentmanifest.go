@@ -219,15 +219,31 @@ func podSpec(cfg *v1.EffectiveConfig, p Params) corev1.PodSpec {
 	}
 }
 
+// agentArgs are the agent's flags. With Sluice's CNI plugin the agent also
+// installs the plugin (shipped in its image) and the conflist (from the
+// ConfigMap) on the node, into the hostPaths mounted for them.
+func agentArgs(cfg *v1.EffectiveConfig) []string {
+	args := []string{
+		"--config=" + path.Join(configDir, ConfigFileKey),
+		"--log-level=" + string(cfg.Agent.LogLevel),
+	}
+	if cfg.NetworkPlugin == v1.NetworkPluginAzure {
+		args = append(args,
+			"--cni-bin-source=/sluice-cni",
+			"--cni-bin-dir=/opt/cni/bin",
+			"--cni-conf-source="+path.Join(configDir, ConflistKey),
+			"--cni-conf-dir=/etc/cni/net.d",
+		)
+	}
+	return args
+}
+
 func agentContainer(cfg *v1.EffectiveConfig) corev1.Container {
 	return corev1.Container{
 		Name:            ContainerName,
 		Image:           cfg.Agent.Image,
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Args: []string{
-			"--config=" + path.Join(configDir, ConfigFileKey),
-			"--log-level=" + string(cfg.Agent.LogLevel),
-		},
+		Args:            agentArgs(cfg),
 		Env: []corev1.EnvVar{{
 			Name: "NODE_NAME",
 			ValueFrom: &corev1.EnvVarSource{
