@@ -444,13 +444,27 @@ func (e *engine) processPolicies(ctx context.Context, keys []objKey) (retry []ob
 			e.comp.DeletePolicy(k.namespace, k.name)
 		default:
 			if err := e.comp.SetPolicy(&np); err != nil {
-				// The API server validates policies, so this is a
-				// compiler limit; the old version (if any) stays.
-				e.log.Error(err, "NetworkPolicy refused by the policy compiler", "policy", k.namespace+"/"+k.name)
+				e.log.Error(err, "NetworkPolicy refused by the policy compiler; its pods are isolated without its rules", "policy", k.namespace+"/"+k.name)
+				e.setFailClosed(&np)
 			}
 		}
 	}
 	return retry
+}
+
+// setFailClosed stands in for a policy the compiler refused (the API server
+// validates policies, so this is a compiler limit): the same podSelector
+// and policyTypes with no rules, which isolates the pods the policy selects
+// and allows them nothing it would not. Failing open would let traffic the
+// policy denies reach pods it selects. If even that is refused (a selector
+// the compiler can't read), the previous version, if any, stays.
+func (e *engine) setFailClosed(np *networkingv1.NetworkPolicy) {
+	closed := np.DeepCopy()
+	policy.Default(closed)
+	closed.Spec.Ingress, closed.Spec.Egress = nil, nil
+	if err := e.comp.SetPolicy(closed); err != nil {
+		e.log.Error(err, "NetworkPolicy's selector refused too; its previous version stays", "policy", np.Namespace+"/"+np.Name)
+	}
 }
 
 func (e *engine) processPods(ctx context.Context, keys []objKey, regIPs map[string][]netip.Addr) (retry []objKey) {

@@ -349,3 +349,46 @@ func TestApplyFailureIsRetried(t *testing.T) {
 	dp.mu.Unlock()
 	waitFor(t, "ready", func() bool { return e.notReady() == "" })
 }
+
+// TestRefusedPolicyFailsClosed: a policy the compiler refuses still
+// isolates the pods it selects, with none of its rules.
+func TestRefusedPolicyFailsClosed(t *testing.T) {
+	att := newFakeAttacher(map[int]string{11: "slc1"})
+	r := newRig(t, att, []client.Object{
+		namespace("prod", nil),
+		pod("prod", "web", testNode, map[string]string{"app": "web"}, "10.1.0.5"),
+		pod("prod", "db", testNode, map[string]string{"app": "db"}, "10.1.0.6"),
+	})
+	np := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: "broken"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{
+				// except outside its cidr: the compiler refuses the policy.
+				IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/24", Except: []string{"192.168.0.0/24"}},
+			}}}},
+		},
+	}
+	if _, err := policy.Compile(&policy.Cluster{
+		Namespaces: []policy.Namespace{{Name: "prod"}}, Policies: []networkingv1.NetworkPolicy{*np},
+	}); err == nil {
+		t.Fatal("the test's policy compiles; it must be one the compiler refuses")
+	}
+	if err := r.reader.Create(context.Background(), np); err != nil {
+		t.Fatal(err)
+	}
+	r.e.enqueue(objKey{kind: kindPolicy, namespace: "prod", name: "broken"})
+	waitFor(t, "web is isolated for ingress", func() bool {
+		ep, ok := endpointIn(r.dp.last(), "10.1.0.5")
+		return ok && ep.IngressIsolated
+	})
+	web, _ := endpointIn(r.dp.last(), "10.1.0.5")
+	db, _ := endpointIn(r.dp.last(), "10.1.0.6")
+	snap := r.dp.last()
+	if snap.Allowed(netip.MustParseAddr("10.0.0.7"), web.IP, policy.ProtoTCP, 80) {
+		t.Error("the refused policy's ipBlock rule was let through")
+	}
+	if db.IngressIsolated {
+		t.Error("a pod the policy doesn't select was isolated")
+	}
+}
