@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -95,18 +93,9 @@ func TestPinnedLinks(t *testing.T) {
 	count := func() (n int) {
 		t.Helper()
 		if err := netns.Do(func(ns.NetNS) error {
-			l, err := netlink.LinkByName("veth0")
-			if err != nil {
-				return err
-			}
-			for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
-				r, err := link.QueryPrograms(link.QueryOptions{Target: l.Attrs().Index, Attach: at})
-				if err != nil {
-					return err
-				}
-				n += len(r.Programs)
-			}
-			return nil
+			var err error
+			n, err = nodelab.TCXPrograms("veth0")
+			return err
 		}); err != nil {
 			t.Fatal(err)
 		}

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -430,18 +428,9 @@ func (w *world) programsOn(ifName string) int {
 	w.t.Helper()
 	n := 0
 	w.lab.In(func() error {
-		l, err := netlink.LinkByName(ifName)
-		if err != nil {
-			return err
-		}
-		for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
-			r, err := link.QueryPrograms(link.QueryOptions{Target: l.Attrs().Index, Attach: at})
-			if err != nil {
-				return err
-			}
-			n += len(r.Programs)
-		}
-		return nil
+		var err error
+		n, err = nodelab.TCXPrograms(ifName)
+		return err
 	})
 	return n
 }

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/containernetworking/cni/libcni"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -250,4 +252,23 @@ func TCPRoundTripOn(server ns.NetNS, serverIP netip.Addr, port int, client ns.Ne
 		}
 		return nil
 	})
+}
+
+// TCXPrograms counts the tcx programs attached to the interface ifName, in
+// both directions, in the netns the calling thread is in (call it inside
+// Node.In or NetNS.Do).
+func TCXPrograms(ifName string) (int, error) {
+	l, err := netlink.LinkByName(ifName)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+		r, err := link.QueryPrograms(link.QueryOptions{Target: l.Attrs().Index, Attach: at})
+		if err != nil {
+			return 0, fmt.Errorf("query tcx programs on %s: %w", ifName, err)
+		}
+		n += len(r.Programs)
+	}
+	return n, nil
 }
