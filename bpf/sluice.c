@@ -14,8 +14,9 @@
  * bytes: IPv6 as is, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), so one code
  * path and one set of maps serves both families.
  *
- * Two generations: `state` says which of two copies of (endpoints, ipcache,
- * policy) is live. The loader rewrites the idle copy, flips `state`, and
+ * Two generations: `state` holds the epoch, a counter the loader bumps on
+ * every snapshot; its low bit says which of two copies of (endpoints,
+ * ipcache, policy) is live. The loader rewrites the idle copy, flips `state`, and
  * waits for running programs to finish (a map-in-map update waits for an
  * RCU grace period) before it touches the copy that was live. A program
  * reads the generation once and uses only that copy, so every packet sees
@@ -32,10 +33,13 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define CLASS_ANY 0
 #define CLASS_WORLD 2
 
-/* Policy key prefix lengths (bits of class, proto, port). */
-#define PL_CLASS 32
-#define PL_PROTO (PL_CLASS + 8)
-#define PL_PORT (PL_PROTO + 16)
+/*
+ * The key of an inner policy map's mask entry (see struct policy_key); no
+ * class has this number.
+ */
+#define CLASS_MASK 0xffffffffU
+/* Mask bit for (class, ProtoAny) entries; bits 0-16 are port prefix lengths. */
+#define MASK_PROTO_ANY (1U << 17)
 
 /* Conntrack lifetimes since the last packet of a flow; set before load. */
 volatile const __u64 ct_timeout_tcp_ns = 21600ULL * 1000000000ULL;
@@ -56,16 +60,21 @@ struct ipcache_key {
 };
 
 /*
- * class (32 bits, host order) | proto (8) | destination port (16, network
- * order, so its high bits come first). A (class, ProtoAny) entry has
- * prefix length 32, a whole protocol 40, a port prefix 40 + n.
+ * One entry of an endpoint's policy in one direction: the peer class, the
+ * protocol (0: any protocol, with plen and port 0) and a destination port
+ * prefix of plen bits (0-16; port in network order, the bits past plen
+ * zero). A hash lookup per prefix length the map uses keeps the cost of a
+ * lookup independent of the number of entries (an LPM trie grows deeper).
+ *
+ * Each inner map also holds one mask entry, key {CLASS_MASK, 0, 0, 0}: bit
+ * n says entries with port prefix length n exist, MASK_PROTO_ANY that
+ * (class, ProtoAny) entries do; a packet is looked up only at those.
  */
 struct policy_key {
-	__u32 prefixlen;
 	__u32 class;
 	__u8 proto;
+	__u8 plen;
 	__u8 port[2];
-	__u8 pad;
 };
 
 struct policy_outer_key {
@@ -91,8 +100,27 @@ struct ct_key {
 	__u8 daddr[16];
 };
 
+/*
+ * epoch: the snapshot under which the hook last judged this flow's forward
+ * packets against the policy. While it is the live epoch, the policy's
+ * answer can't have changed and the next forward packet passes on this
+ * entry alone: per-packet cost of an established flow is a hash lookup,
+ * whatever the size of the policy.
+ */
 struct ct_value {
 	__u64 last_seen_ns;
+	__u32 epoch;
+	__u32 pad;
+};
+
+/*
+ * A pod's host-side veth (key: its ifindex) and the addresses its pod may
+ * send from; unused slots are all zero. spoofed counts the packets dropped
+ * for another source.
+ */
+struct iface_info {
+	__u8 addr[2][16];
+	__u64 spoofed;
 };
 
 struct counters {
@@ -110,6 +138,7 @@ struct counters {
 const struct endpoint_info *unused_endpoint_info __attribute__((unused));
 const struct ipcache_key *unused_ipcache_key __attribute__((unused));
 const struct policy_key *unused_policy_key __attribute__((unused));
+const struct iface_info *unused_iface_info __attribute__((unused));
 
 /* Sizes below are placeholders: the loader sets every max_entries. */
 
@@ -117,7 +146,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32); /* the live generation, 0 or 1 */
+	__type(value, __u32); /* the live epoch; its low bit is the generation */
 } sluice_state SEC(".maps");
 
 struct endpoints_inner {
@@ -150,11 +179,11 @@ struct {
 } sluice_ipcache SEC(".maps");
 
 struct policy_inner {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 1);
 	__type(key, struct policy_key);
-	__type(value, __u8);
+	__type(value, __u32); /* 1; the mask entry: the mask */
 };
 
 struct {
@@ -178,16 +207,36 @@ struct {
 	__type(value, struct counters);
 } sluice_counters SEC(".maps");
 
-/* What the parser found. */
-struct pkt {
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct iface_info);
+} sluice_ifaces SEC(".maps");
+
+/* A conntrack tuple as the hook sees it; for ICMP echo see struct ct_key. */
+struct flow {
 	__u8 saddr[16];
 	__u8 daddr[16];
-	__be16 sport;    /* conntrack tuple; for ICMP echo see struct ct_key */
-	__be16 dport;    /* also the policy port when has_ports */
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+};
+
+/* What the parser found. */
+struct pkt {
+	__u8 saddr[16];  /* the packet's addresses: endpoint and policy peer */
+	__u8 daddr[16];
 	__u8 proto;
 	__u8 has_ports;  /* TCP/UDP/SCTP with its ports: port entries apply */
-	__u8 has_tuple;  /* may be the reply of a recorded flow */
+	__u8 has_tuple;  /* ct may be the reply of a recorded flow */
 	__u8 track;      /* a new flow the hook may record when allowed */
+	/*
+	 * The conntrack tuple: the packet's own, or for an ICMP error the
+	 * flow it reports on, reversed (the error travels like a reply of
+	 * the packet that caused it).
+	 */
+	struct flow ct;
 };
 
 enum parse_result {
@@ -237,6 +286,96 @@ static __always_inline int addr_eq(const __u8 *a, const __u8 *b)
  * this many (more: the packet is judged as protocol "unknown", which only
  * ProtoAny entries allow). */
 #define MAX_IPV6_EXT 6
+
+/* ICMP errors that quote the packet they report on (RFC 792, RFC 4443). */
+#define ICMP_DEST_UNREACH 3
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_PARAMPROB 4
+#define ICMP_ECHO 8
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMP_ECHOREPLY 0
+#define ICMPV6_ECHO_REPLY 129
+
+static __always_inline int is_icmp_error(int v6, __u8 type)
+{
+	if (v6)
+		return type >= ICMPV6_DEST_UNREACH && type <= ICMPV6_PARAMPROB;
+	return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB;
+}
+
+/*
+ * The tuple of the packet an ICMP error at off quotes (its IP header
+ * follows the 8-byte ICMP header), reversed into p->ct. Only a quote that
+ * names a flow conntrack could hold is used: same family, TCP/UDP/SCTP
+ * with ports or an ICMP echo request, no IPv6 extension headers.
+ */
+static __always_inline int parse_quoted(struct __sk_buff *skb, __u32 off, int v6, struct pkt *p)
+{
+	__u8 *qs, *qd;
+	__u8 proto;
+	__u32 l4;
+	union {
+		struct iphdr_min v4;
+		struct ipv6hdr_min v6;
+	} q;
+	union {
+		__be16 ports[2];
+		__u8 icmp[8];
+	} t;
+
+	if (v6) {
+		if (bpf_skb_load_bytes(skb, off, &q.v6, sizeof(q.v6)) < 0)
+			return 0;
+		if ((q.v6.vtc_flow & 0xf0) != 0x60)
+			return 0;
+		qs = q.v6.saddr;
+		qd = q.v6.daddr;
+		proto = q.v6.nexthdr;
+		l4 = off + sizeof(q.v6);
+	} else {
+		if (bpf_skb_load_bytes(skb, off, &q.v4, sizeof(q.v4)) < 0)
+			return 0;
+		if ((q.v4.ver_ihl >> 4) != 4 || (q.v4.ver_ihl & 0xf) < 5)
+			return 0;
+		qs = q.v4.saddr;
+		qd = q.v4.daddr;
+		proto = q.v4.protocol;
+		l4 = off + (q.v4.ver_ihl & 0xf) * 4;
+	}
+
+	switch (proto) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP:
+		if (bpf_skb_load_bytes(skb, l4, t.ports, sizeof(t.ports)) < 0)
+			return 0;
+		p->ct.sport = t.ports[1];
+		p->ct.dport = t.ports[0];
+		break;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		if (bpf_skb_load_bytes(skb, l4, t.icmp, sizeof(t.icmp)) < 0)
+			return 0;
+		if (t.icmp[0] != (v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO))
+			return 0;
+		p->ct.sport = 0;
+		__builtin_memcpy(&p->ct.dport, t.icmp + 4, 2);
+		break;
+	default:
+		return 0;
+	}
+	if (v6) {
+		__builtin_memcpy(p->ct.saddr, qd, 16);
+		__builtin_memcpy(p->ct.daddr, qs, 16);
+	} else {
+		map_v4(p->ct.saddr, qd);
+		map_v4(p->ct.daddr, qs);
+	}
+	p->ct.proto = proto;
+	return 1;
+}
 
 static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 {
@@ -297,6 +436,11 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	if (nonfirst_fragment)
 		return PARSE_OK; /* no ports, no tuple: see bpf/README.md */
 
+	/* The packet's own tuple (an ICMP error replaces it). */
+	__builtin_memcpy(p->ct.saddr, p->saddr, 16);
+	__builtin_memcpy(p->ct.daddr, p->daddr, 16);
+	p->ct.proto = p->proto;
+
 	switch (p->proto) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
@@ -307,8 +451,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		 * without them (tiny-fragment attack). */
 		if (bpf_skb_load_bytes(skb, l4off, ports, sizeof(ports)) < 0)
 			return PARSE_OK;
-		p->sport = ports[0];
-		p->dport = ports[1];
+		p->ct.sport = ports[0];
+		p->ct.dport = ports[1];
 		p->has_ports = 1;
 		p->has_tuple = 1;
 		p->track = 1;
@@ -326,13 +470,18 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		 * advertisement, redirect) is IPv6's ARP. */
 		if (v6 && icmp[0] >= 133 && icmp[0] <= 137)
 			return PARSE_PASS;
+		if (is_icmp_error(v6, icmp[0])) {
+			/* Related to the flow it quotes, or judged as ICMP. */
+			p->has_tuple = parse_quoted(skb, l4off + sizeof(icmp), v6, p);
+			return PARSE_OK;
+		}
 		__builtin_memcpy(&id, icmp + 4, 2);
-		if (icmp[0] == (v6 ? 128 : 8)) { /* echo request */
-			p->sport = id;
+		if (icmp[0] == (v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO)) {
+			p->ct.sport = id;
 			p->has_tuple = 1;
 			p->track = 1;
-		} else if (icmp[0] == (v6 ? 129 : 0)) { /* echo reply */
-			p->dport = id;
+		} else if (icmp[0] == (v6 ? ICMPV6_ECHO_REPLY : ICMP_ECHOREPLY)) {
+			p->ct.dport = id;
 			p->has_tuple = 1;
 		}
 		break;
@@ -341,60 +490,154 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	return PARSE_OK;
 }
 
+/*
+ * Does a packet leaving a pod's veth carry a source the pod may not use?
+ * Only veths the loader registered (Attach with addresses) are checked.
+ * IPv6 link-local and unspecified sources pass: the kernel never forwards
+ * them off the link, and the pod needs them for neighbour discovery and
+ * multicast listener reports.
+ */
+static __always_inline int spoofed(struct __sk_buff *skb, const struct pkt *p)
+{
+	__u32 ifindex = skb->ifindex;
+	struct iface_info *ifc = bpf_map_lookup_elem(&sluice_ifaces, &ifindex);
+	const __u64 *s = (const __u64 *)p->saddr;
+
+	if (!ifc)
+		return 0;
+	if (addr_eq(p->saddr, ifc->addr[0]) || addr_eq(p->saddr, ifc->addr[1]))
+		return 0;
+	if ((p->saddr[0] == 0xfe && (p->saddr[1] & 0xc0) == 0x80) || (s[0] == 0 && s[1] == 0))
+		return 0;
+	__sync_fetch_and_add(&ifc->spoofed, 1);
+	return 1;
+}
+
 static __always_inline __u64 ct_timeout(__u8 proto)
 {
 	return proto == IPPROTO_TCP ? ct_timeout_tcp_ns : ct_timeout_other_ns;
 }
 
-/*
- * Is p the reply of a flow that this endpoint's other hook allowed? A flow
- * the endpoint sent (recorded at its egress) is answered at its ingress,
- * and the other way round; the reply's tuple is the flow's, reversed.
- */
-static __always_inline int ct_is_reply(__u32 id, __u8 dir, const struct pkt *p, __u64 now)
+static __always_inline void ct_fill(struct ct_key *k, __u32 id, __u8 dir, const struct flow *f, int reverse)
 {
-	struct ct_key k = {
-		.endpoint = id,
-		.direction = dir ^ 1,
-		.proto = p->proto,
-		.sport = p->dport,
-		.dport = p->sport,
-	};
-	struct ct_value *v;
+	k->endpoint = id;
+	k->direction = dir;
+	k->proto = f->proto;
+	if (reverse) {
+		k->sport = f->dport;
+		k->dport = f->sport;
+		__builtin_memcpy(k->saddr, f->daddr, 16);
+		__builtin_memcpy(k->daddr, f->saddr, 16);
+	} else {
+		k->sport = f->sport;
+		k->dport = f->dport;
+		__builtin_memcpy(k->saddr, f->saddr, 16);
+		__builtin_memcpy(k->daddr, f->daddr, 16);
+	}
+}
 
-	__builtin_memcpy(k.saddr, p->daddr, 16);
-	__builtin_memcpy(k.daddr, p->saddr, 16);
-	v = bpf_map_lookup_elem(&sluice_conntrack, &k);
-	if (!v)
-		return 0;
+/* Is v a live entry? Refreshes it if so. */
+static __always_inline int ct_live(struct ct_value *v, __u8 proto, __u64 now)
+{
 	__u64 last = v->last_seen_ns;
-	if (now - last > ct_timeout(p->proto))
+
+	if (now - last > ct_timeout(proto))
 		return 0;
 	if (now - last > CT_REFRESH_NS)
 		v->last_seen_ns = now;
 	return 1;
 }
 
-static __always_inline void ct_record(__u32 id, __u8 dir, const struct pkt *p, __u64 now)
+/*
+ * Is p the reply of a flow that this endpoint's other hook allowed (or an
+ * ICMP error about one)? A flow the endpoint sent (recorded at its egress)
+ * is answered at its ingress, and the other way round; the reply's tuple
+ * is the flow's, reversed.
+ */
+static __always_inline int ct_is_reply(__u32 id, __u8 dir, const struct pkt *p, __u64 now)
 {
-	struct ct_key k = {
-		.endpoint = id,
-		.direction = dir,
-		.proto = p->proto,
-		.sport = p->sport,
-		.dport = p->dport,
-	};
-	struct ct_value *v, nv = { .last_seen_ns = now };
+	struct ct_key k = {};
+	struct ct_value *v;
 
-	__builtin_memcpy(k.saddr, p->saddr, 16);
-	__builtin_memcpy(k.daddr, p->daddr, 16);
+	ct_fill(&k, id, dir ^ 1, &p->ct, 1);
 	v = bpf_map_lookup_elem(&sluice_conntrack, &k);
+	return v && ct_live(v, p->ct.proto, now);
+}
+
+/* This hook's record of p's own flow, if any. */
+static __always_inline struct ct_value *ct_forward(__u32 id, __u8 dir, const struct pkt *p)
+{
+	struct ct_key k = {};
+
+	ct_fill(&k, id, dir, &p->ct, 0);
+	return bpf_map_lookup_elem(&sluice_conntrack, &k);
+}
+
+/* Records an allowed flow under the live epoch (v: its entry, if any). */
+static __always_inline void ct_record(struct ct_value *v, __u32 id, __u8 dir, const struct pkt *p,
+				      __u32 epoch, __u64 now)
+{
+	struct ct_key k = {};
+	struct ct_value nv = { .last_seen_ns = now, .epoch = epoch };
+
 	if (v) {
-		if (now - v->last_seen_ns > CT_REFRESH_NS)
-			v->last_seen_ns = now;
+		v->last_seen_ns = now;
+		v->epoch = epoch;
 		return;
 	}
+	ct_fill(&k, id, dir, &p->ct, 0);
 	bpf_map_update_elem(&sluice_conntrack, &k, &nv, BPF_ANY);
+}
+
+/* Is there an entry of class or CLASS_ANY for key (class unset)? */
+static __always_inline int policy_hit(void *pol, __u32 class, struct policy_key *key)
+{
+	key->class = class;
+	if (bpf_map_lookup_elem(pol, key))
+		return 1;
+	key->class = CLASS_ANY;
+	return bpf_map_lookup_elem(pol, key) != 0;
+}
+
+/*
+ * Does the inner policy map pol allow p from a peer of class? Packets with
+ * ports are looked up at every port prefix length the map uses, longest
+ * first; every packet (ICMP, other protocols, non-first fragments too) at
+ * (class, ProtoAny).
+ */
+static __always_inline int policy_match(void *pol, __u32 class, const struct pkt *p)
+{
+	struct policy_key key = { .class = CLASS_MASK };
+	__u32 *maskp, mask;
+
+	maskp = bpf_map_lookup_elem(pol, &key);
+	if (!maskp)
+		return 0;
+	mask = *maskp;
+	if (p->has_ports) {
+		__u32 port = bpf_ntohs(p->ct.dport);
+
+		key.proto = p->proto;
+#pragma unroll
+		for (int plen = 16; plen >= 0; plen--) {
+			if (!(mask & (1U << plen)))
+				continue;
+			__u32 masked = port & (0xffff0000U >> plen);
+
+			key.plen = plen;
+			key.port[0] = masked >> 8;
+			key.port[1] = masked & 0xff;
+			if (policy_hit(pol, class, &key))
+				return 1;
+		}
+	}
+	if (!(mask & MASK_PROTO_ANY))
+		return 0;
+	key.proto = 0;
+	key.plen = 0;
+	key.port[0] = 0;
+	key.port[1] = 0;
+	return policy_hit(pol, class, &key);
 }
 
 /* Does the endpoint's policy in dir (generation gen) allow p from/to peer? */
@@ -403,7 +646,6 @@ static __always_inline int policy_allows(__u32 gen, __u32 id, __u8 dir, const __
 {
 	struct policy_outer_key ok = { .endpoint = id, .direction = dir, .generation = gen };
 	struct ipcache_key ik = { .prefixlen = 128 };
-	struct policy_key pk = {};
 	__u32 class = CLASS_WORLD;
 	void *pol, *ipc;
 	__u32 *c;
@@ -420,20 +662,7 @@ static __always_inline int policy_allows(__u32 gen, __u32 id, __u8 dir, const __
 			class = *c;
 	}
 
-	/*
-	 * With ports: the full key, which entries of the class on any
-	 * protocol (/32), on the protocol (/40) or on a port prefix (/40+n)
-	 * match. Without (ICMP, other protocols, non-first fragments): a /32
-	 * lookup, which only (class, ProtoAny) entries can match.
-	 */
-	pk.prefixlen = p->has_ports ? PL_PORT : PL_CLASS;
-	pk.class = class;
-	pk.proto = p->proto;
-	__builtin_memcpy(pk.port, &p->dport, 2);
-	if (bpf_map_lookup_elem(pol, &pk))
-		return 1;
-	pk.class = CLASS_ANY;
-	return bpf_map_lookup_elem(pol, &pk) != 0;
+	return policy_match(pol, class, p);
 }
 
 static __always_inline void count(__u32 id, __u8 dir, int allowed)
@@ -455,16 +684,41 @@ static __always_inline void count(__u32 id, __u8 dir, int allowed)
 	}
 }
 
+/*
+ * Is p allowed? In order: a forward packet of a flow this hook allowed
+ * under the live epoch (no policy lookup), a reply or related ICMP error
+ * of a flow the endpoint's other hook allowed, and otherwise the policy,
+ * recording the flow when it allows a trackable packet.
+ */
+static __always_inline int judge(__u32 epoch, const struct endpoint_info *ep, __u8 dir, const struct pkt *p)
+{
+	struct ct_value *fwd = 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 id = ep->id;
+	__u8 isolated = dir == DIR_EGRESS ? ep->egress_isolated : ep->ingress_isolated;
+	int allowed;
+
+	if (p->track) {
+		fwd = ct_forward(id, dir, p);
+		if (fwd && fwd->epoch == epoch && ct_live(fwd, p->ct.proto, now))
+			return 1;
+	}
+	if (p->has_tuple && ct_is_reply(id, dir, p, now))
+		return 1;
+	allowed = !isolated || policy_allows(epoch & 1, id, dir, dir == DIR_EGRESS ? p->daddr : p->saddr, p);
+	if (allowed && p->track)
+		ct_record(fwd, id, dir, p, epoch, now);
+	return allowed;
+}
+
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 {
 	struct pkt p = {};
 	struct endpoint_info *ep;
-	__u32 zero = 0, gen, id;
-	__u32 *genp;
-	__u8 isolated;
+	__u32 zero = 0, epoch, gen;
+	__u32 *statep;
 	void *eps;
 	int allowed;
-	__u64 now;
 
 	switch (parse(skb, &p)) {
 	case PARSE_OK:
@@ -474,32 +728,25 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	default:
 		return TCX_DROP;
 	}
+	if (dir == DIR_EGRESS && spoofed(skb, &p))
+		return TCX_DROP;
 	if (addr_eq(p.saddr, p.daddr))
 		return TCX_PASS; /* a pod can't block itself */
 
-	genp = bpf_map_lookup_elem(&sluice_state, &zero);
-	if (!genp)
+	statep = bpf_map_lookup_elem(&sluice_state, &zero);
+	if (!statep)
 		return TCX_PASS;
-	gen = *(volatile __u32 *)genp & 1;
+	epoch = *(volatile __u32 *)statep;
+	gen = epoch & 1;
 	eps = bpf_map_lookup_elem(&sluice_endpoints, &gen);
 	if (!eps)
 		return TCX_PASS; /* nothing loaded yet */
 	ep = bpf_map_lookup_elem(eps, dir == DIR_EGRESS ? p.saddr : p.daddr);
 	if (!ep)
 		return TCX_PASS; /* not a pod of ours */
-	id = ep->id;
-	isolated = dir == DIR_EGRESS ? ep->egress_isolated : ep->ingress_isolated;
 
-	now = bpf_ktime_get_ns();
-	if (p.has_tuple && ct_is_reply(id, dir, &p, now)) {
-		allowed = 1;
-	} else {
-		allowed = !isolated ||
-			  policy_allows(gen, id, dir, dir == DIR_EGRESS ? p.daddr : p.saddr, &p);
-		if (allowed && p.track)
-			ct_record(id, dir, &p, now);
-	}
-	count(id, dir, allowed);
+	allowed = judge(epoch, ep, dir, &p);
+	count(ep->id, dir, allowed);
 	return allowed ? TCX_PASS : TCX_DROP;
 }
 

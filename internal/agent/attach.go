@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,13 +20,18 @@ import (
 // datapath.Attach in the node's network namespace; unit tests use fakes.
 type Attacher interface {
 	// Attach checks that ifindex is a link named name and attaches both
-	// programs to it; closing the result detaches them (and unpins).
-	Attach(name string, ifindex int) (io.Closer, error)
+	// programs to it, dropping packets from the pod whose source isn't
+	// one of podIPs; closing the result detaches them (and unpins).
+	Attach(name string, ifindex int, podIPs []netip.Addr) (io.Closer, error)
 	// Exists says whether ifindex is still a link named name.
 	Exists(name string, ifindex int) (bool, error)
 	// Sweep removes pinned links of interfaces that no longer exist,
-	// except those of the ifindexes in keep.
+	// except those of the ifindexes in keep, and forgets the pod
+	// addresses of every interface not in keep.
 	Sweep(keep map[int]bool) error
+	// Spoofed is how many packets the veth ifindex dropped for a source
+	// that isn't its pod's.
+	Spoofed(ifindex int) (uint64, error)
 }
 
 // badInterfaceError is a registration naming a host interface that isn't
@@ -64,18 +70,20 @@ func checkLink(name string, ifindex int) error {
 	return nil
 }
 
-func (a *datapathAttacher) Attach(name string, ifindex int) (io.Closer, error) {
+func (a *datapathAttacher) Attach(name string, ifindex int, podIPs []netip.Addr) (io.Closer, error) {
 	var c io.Closer
 	err := a.in(func() error {
 		if err := checkLink(name, ifindex); err != nil {
 			return err
 		}
 		var err error
-		c, err = a.dp.Attach(ifindex)
+		c, err = a.dp.Attach(ifindex, podIPs...)
 		return err
 	})
 	return c, err
 }
+
+func (a *datapathAttacher) Spoofed(ifindex int) (uint64, error) { return a.dp.Spoofed(ifindex) }
 
 func (a *datapathAttacher) Exists(name string, ifindex int) (bool, error) {
 	var ok bool
@@ -94,6 +102,9 @@ func (a *datapathAttacher) Exists(name string, ifindex int) (bool, error) {
 // Sweep knows the datapath's pin names: links/<ifindex>_from_pod and
 // links/<ifindex>_to_pod (internal/datapath's doc).
 func (a *datapathAttacher) Sweep(keep map[int]bool) error {
+	if err := a.dp.ForgetInterfaces(keep); err != nil {
+		return err
+	}
 	if a.pinDir == "" {
 		return nil
 	}

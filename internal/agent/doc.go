@@ -84,7 +84,10 @@
 // sluice_agent_policy_apply_seconds (per batch, from the receipt of its
 // oldest change to Apply returning), sluice_agent_policy_apply_errors_total,
 // sluice_agent_endpoints, and sluice_agent_endpoint_packets_total{namespace,
-// pod,direction,verdict} read from the datapath's counters at scrape time.
+// pod,direction,verdict} read from the datapath's counters at scrape time
+// (verdict allowed or dropped by the policy, or spoofed: dropped on the
+// way out of the pod for a source address the registration didn't give
+// it; each veth is attached with its pod's registered addresses).
 //
 // # IPAM
 //

@@ -71,6 +71,7 @@ type attached struct {
 	closer  io.Closer
 	name    string
 	ifindex int
+	ips     []netip.Addr // the sources the veth admits
 }
 
 // engine is the agent without its plumbing: it turns object changes and
@@ -633,7 +634,7 @@ func (e *engine) attach(cid string, r *registration) error {
 	e.mu.Lock()
 	cur := e.attached[cid]
 	e.mu.Unlock()
-	if cur != nil && cur.ifindex == r.HostIfIndex && cur.name == r.HostIfName {
+	if cur != nil && cur.ifindex == r.HostIfIndex && cur.name == r.HostIfName && slices.Equal(cur.ips, r.IPs) {
 		return nil
 	}
 	if cur != nil {
@@ -643,7 +644,7 @@ func (e *engine) attach(cid string, r *registration) error {
 		delete(e.attached, cid)
 		e.mu.Unlock()
 	}
-	c, err := e.attacher.Attach(r.HostIfName, r.HostIfIndex)
+	c, err := e.attacher.Attach(r.HostIfName, r.HostIfIndex, r.IPs)
 	if err != nil {
 		return err
 	}
@@ -654,7 +655,7 @@ func (e *engine) attach(cid string, r *registration) error {
 		_ = c.Close()
 		return fmt.Errorf("endpoint %s was deleted or replaced while attaching", cid)
 	}
-	e.attached[cid] = &attached{closer: c, name: r.HostIfName, ifindex: r.HostIfIndex}
+	e.attached[cid] = &attached{closer: c, name: r.HostIfName, ifindex: r.HostIfIndex, ips: slices.Clone(r.IPs)}
 	e.mu.Unlock()
 	return nil
 }
@@ -702,8 +703,27 @@ func (e *engine) persistLocked() error {
 func (e *engine) counters() []endpointCounters {
 	e.mu.Lock()
 	local, ids := e.pub.local, e.pub.ids
+	veths := map[int]string{} // ifindex -> pod
+	for cid, a := range e.attached {
+		if r := e.regs[cid]; r != nil {
+			veths[a.ifindex] = r.podKey()
+		}
+	}
 	e.mu.Unlock()
 	byPod := map[string]*endpointCounters{}
+	of := func(podKey string) *endpointCounters {
+		ec := byPod[podKey]
+		if ec == nil {
+			ec = &endpointCounters{PodKey: podKey}
+			byPod[podKey] = ec
+		}
+		return ec
+	}
+	for ifindex, podKey := range veths {
+		if n, err := e.attacher.Spoofed(ifindex); err == nil {
+			of(podKey).Spoofed += n
+		}
+	}
 	for _, le := range local {
 		id, ok := ids[le.idKey()]
 		if !ok {
@@ -713,11 +733,7 @@ func (e *engine) counters() []endpointCounters {
 		if err != nil {
 			continue
 		}
-		ec := byPod[le.PodKey]
-		if ec == nil {
-			ec = &endpointCounters{PodKey: le.PodKey}
-			byPod[le.PodKey] = ec
-		}
+		ec := of(le.PodKey)
 		ec.IngressAllowed += c.IngressAllowed
 		ec.IngressDropped += c.IngressDropped
 		ec.EgressAllowed += c.EgressAllowed

@@ -91,7 +91,9 @@ func (c *fakeCloser) Close() error {
 	return nil
 }
 
-func (a *fakeAttacher) Attach(name string, idx int) (io.Closer, error) {
+func (a *fakeAttacher) Spoofed(int) (uint64, error) { return 0, nil }
+
+func (a *fakeAttacher) Attach(name string, idx int, _ []netip.Addr) (io.Closer, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.links[idx] != name {

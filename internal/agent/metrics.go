@@ -35,7 +35,7 @@ func newMetrics(counters func() []endpointCounters) *agentMetrics {
 		}),
 		packets: &packetCollector{
 			desc: prometheus.NewDesc("sluice_agent_endpoint_packets_total",
-				"Packets the datapath judged for a pod of this node, by direction (ingress: to the pod, egress: from it) and verdict (allowed, dropped).",
+				"Packets the datapath judged for a pod of this node, by direction (ingress: to the pod, egress: from it) and verdict (allowed, dropped; spoofed: egress packets dropped before the policy for a source address that isn't the pod's).",
 				[]string{"namespace", "pod", "direction", "verdict"}, nil),
 			counters: counters,
 		},
@@ -73,6 +73,9 @@ func (m *agentMetrics) register(r prometheus.Registerer) (func(), error) {
 type endpointCounters struct {
 	PodKey string
 	datapath.Counters
+	// Spoofed: packets from the pod dropped for a source address that
+	// isn't the pod's (anti-spoofing, before any policy).
+	Spoofed uint64
 }
 
 // packetCollector reads the datapath's per-endpoint counters at scrape
@@ -84,6 +87,12 @@ type packetCollector struct {
 
 func (c *packetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
+// Label values of sluice_agent_endpoint_packets_total's direction.
+const (
+	dirIngress = "ingress"
+	dirEgress  = "egress"
+)
+
 func (c *packetCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, ec := range c.counters() {
 		ns, name, _ := strings.Cut(ec.PodKey, "/")
@@ -91,10 +100,11 @@ func (c *packetCollector) Collect(ch chan<- prometheus.Metric) {
 			dir, verdict string
 			n            uint64
 		}{
-			{"ingress", "allowed", ec.IngressAllowed},
-			{"ingress", "dropped", ec.IngressDropped},
-			{"egress", "allowed", ec.EgressAllowed},
-			{"egress", "dropped", ec.EgressDropped},
+			{dirIngress, "allowed", ec.IngressAllowed},
+			{dirIngress, "dropped", ec.IngressDropped},
+			{dirEgress, "allowed", ec.EgressAllowed},
+			{dirEgress, "dropped", ec.EgressDropped},
+			{dirEgress, "spoofed", ec.Spoofed},
 		} {
 			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v.n), ns, name, v.dir, v.verdict)
 		}

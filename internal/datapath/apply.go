@@ -12,10 +12,12 @@ import (
 	"github.com/sluice-dev/sluice/internal/policy"
 )
 
-// Policy key prefix lengths, as in bpf/sluice.c.
+// The mask entry of an inner policy map, as in bpf/sluice.c: its key's
+// class, and the mask bit for (class, ProtoAny) entries (bits 0-16 are
+// port prefix lengths).
 const (
-	prefixClass = 32
-	prefixProto = prefixClass + 8
+	classMask    = 0xffffffff
+	maskProtoAny = 1 << 17
 )
 
 // slot is one generation of the maps and what the loader knows it holds.
@@ -145,7 +147,8 @@ func (d *Datapath) apply(want *desired) error {
 		}
 	}()
 
-	next := d.active ^ 1
+	epoch := d.epoch + 1
+	next := epoch & 1
 	if err := d.writeSlot(next, want, built); err != nil {
 		return err
 	}
@@ -160,10 +163,10 @@ func (d *Datapath) apply(want *desired) error {
 		}
 	}
 
-	if err := d.objs.SluiceState.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
+	if err := d.objs.SluiceState.Update(uint32(0), epoch, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("switch to generation %d: %w", next, err)
 	}
-	d.active = next
+	d.epoch = epoch
 	// An update of a map-in-map returns only after an RCU grace period
 	// (the kernel's maybe_wait_bpf_programs): once this returns, no
 	// program that read the old generation number is still running.
@@ -293,14 +296,19 @@ func (d *Datapath) buildPolicy(entries []policy.Entry) (*ebpf.Map, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys := make([]sluicePolicyKey, len(entries))
+	keys := make([]sluicePolicyKey, len(entries), len(entries)+1)
+	values := make([]uint32, len(entries), len(entries)+1)
+	var mask uint32
 	for i, e := range entries {
-		keys[i] = policyKey(e)
+		keys[i], values[i] = policyKey(e), 1
+		if e.Proto == policy.ProtoAny {
+			mask |= maskProtoAny
+		} else {
+			mask |= 1 << e.PortPrefixLen
+		}
 	}
-	values := make([]uint8, len(keys))
-	for i := range values {
-		values[i] = 1
-	}
+	keys = append(keys, sluicePolicyKey{Class: classMask})
+	values = append(values, mask)
 	for i := range keys {
 		if err := m.Update(&keys[i], values[i], ebpf.UpdateAny); err != nil {
 			_ = m.Close()
@@ -310,15 +318,13 @@ func (d *Datapath) buildPolicy(entries []policy.Entry) (*ebpf.Map, error) {
 	return m, nil
 }
 
+// policyKey is e's key in an inner policy map (normalize has cleared the
+// port's bits past its prefix).
 func policyKey(e policy.Entry) sluicePolicyKey {
-	k := sluicePolicyKey{Class: uint32(e.Class), Proto: e.Proto}
-	if e.Proto == policy.ProtoAny {
-		k.Prefixlen = prefixClass
-	} else {
-		k.Prefixlen = prefixProto + uint32(e.PortPrefixLen)
-		k.Port = [2]uint8{uint8(e.Port >> 8), uint8(e.Port)}
+	return sluicePolicyKey{
+		Class: uint32(e.Class), Proto: e.Proto, Plen: e.PortPrefixLen,
+		Port: [2]uint8{uint8(e.Port >> 8), uint8(e.Port)},
 	}
-	return k
 }
 
 // forget removes the counters and tracked flows of endpoints that left.
@@ -406,8 +412,8 @@ func (d *Datapath) compile(snap *policy.Snapshot) (*desired, error) {
 			if err != nil {
 				return nil, fmt.Errorf("endpoint %d: %w", ep.ID, err)
 			}
-			if len(entries) > opts.MaxPolicyEntries {
-				return nil, fmt.Errorf("endpoint %d: %d entries, more than the %d a policy map holds", ep.ID, len(entries), opts.MaxPolicyEntries)
+			if len(entries)+1 > opts.MaxPolicyEntries { // and the mask entry
+				return nil, fmt.Errorf("endpoint %d: %d entries, more than the %d a policy map holds", ep.ID, len(entries), opts.MaxPolicyEntries-1)
 			}
 			if len(entries) > 0 { // none: no map, and the program drops
 				want.policy[policyID{ep.ID, dir.d}] = entries
@@ -422,6 +428,9 @@ func (d *Datapath) compile(snap *policy.Snapshot) (*desired, error) {
 func normalize(in []policy.Entry) ([]policy.Entry, error) {
 	out := make([]policy.Entry, 0, len(in))
 	for _, e := range in {
+		if e.Class == classMask {
+			return nil, fmt.Errorf("entry %+v: class %d is reserved", e, e.Class)
+		}
 		if e.PortPrefixLen > 16 {
 			return nil, fmt.Errorf("entry %+v: port prefix longer than 16 bits", e)
 		}

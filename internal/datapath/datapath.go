@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -79,7 +80,11 @@ type Datapath struct {
 	objs        sluiceObjects
 	policyInner *ebpf.MapSpec
 	slots       [2]slot
-	active      uint32
+	// epoch is the live snapshot's number in sluice_state; its low bit
+	// is the live generation. Each Apply bumps it, which is what tells
+	// the programs that a tracked flow's forward packets must meet the
+	// policy again.
+	epoch uint32
 	// ids are the endpoints of the last snapshot applied.
 	ids   map[uint32]bool
 	links map[*attachment]struct{}
@@ -102,6 +107,7 @@ func New(opts Options) (d *Datapath, err error) {
 	maps[sluiceMapSluicePolicy].MaxEntries = uint32(4 * opts.MaxEndpoints)
 	maps[sluiceMapSluiceConntrack].MaxEntries = uint32(opts.MaxConntrack)
 	maps[sluiceMapSluiceCounters].MaxEntries = uint32(opts.MaxEndpoints)
+	maps[sluiceMapSluiceIfaces].MaxEntries = uint32(opts.MaxEndpoints)
 	if err := spec.Variables[sluiceVarCtTimeoutTcpNs].Set(uint64(opts.CTTimeoutTCP)); err != nil {
 		return nil, err
 	}
@@ -119,10 +125,14 @@ func New(opts Options) (d *Datapath, err error) {
 		for _, name := range []string{
 			sluiceMapSluiceState, sluiceMapSluiceEndpoints, sluiceMapSluiceIpcache,
 			sluiceMapSluicePolicy, sluiceMapSluiceConntrack, sluiceMapSluiceCounters,
+			sluiceMapSluiceIfaces,
 		} {
 			maps[name].Pinning = ebpf.PinByName
 		}
 		colOpts.Maps.PinPath = opts.PinDir
+		if err := unpinIncompatible(opts.PinDir, maps); err != nil {
+			return nil, err
+		}
 	}
 
 	d = &Datapath{
@@ -144,10 +154,9 @@ func New(opts Options) (d *Datapath, err error) {
 			d = nil
 		}
 	}()
-	if err := d.objs.SluiceState.Lookup(uint32(0), &d.active); err != nil {
-		return nil, fmt.Errorf("read the live generation: %w", err)
+	if err := d.objs.SluiceState.Lookup(uint32(0), &d.epoch); err != nil {
+		return nil, fmt.Errorf("read the live epoch: %w", err)
 	}
-	d.active &= 1
 	for gen := range d.slots {
 		if err := d.openSlot(uint32(gen), maps); err != nil {
 			return nil, err
@@ -161,6 +170,61 @@ func New(opts Options) (d *Datapath, err error) {
 		}
 	}
 	return d, nil
+}
+
+// unpinIncompatible removes the pins of maps whose layout this build
+// doesn't share (an upgrade that changed a map's key, value or size), so
+// New creates them afresh instead of failing. Until the new programs
+// replace them on the pinned links (Attach), the old programs keep
+// enforcing with the old maps, which they hold open; what the replaced
+// maps held (tracked flows, counters) is lost.
+func unpinIncompatible(dir string, maps map[string]*ebpf.MapSpec) error {
+	for name, spec := range maps {
+		if spec.Pinning != ebpf.PinByName {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		m, err := ebpf.LoadPinnedMap(path, nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("open pinned map %s: %w", path, err)
+		}
+		incompatible := pinnedCompatible(spec, m)
+		_ = m.Close()
+		if incompatible == nil {
+			continue
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("replace pinned map %s (%v): %w", path, incompatible, err)
+		}
+	}
+	return nil
+}
+
+// pinnedCompatible is spec.Compatible(m), and for a map of maps also of
+// an inner map m holds against spec.InnerMap (MapSpec.Compatible doesn't
+// look at inner maps, and a new inner map type needs a new outer map).
+func pinnedCompatible(spec *ebpf.MapSpec, m *ebpf.Map) error {
+	if err := spec.Compatible(m); err != nil || spec.InnerMap == nil {
+		return err
+	}
+	key := make([]byte, m.KeySize())
+	if err := m.NextKey(nil, &key); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil // empty: nothing to compare
+	} else if err != nil {
+		return err
+	}
+	var inner *ebpf.Map
+	if err := m.Lookup(key, &inner); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		return err
+	}
+	defer func() { _ = inner.Close() }()
+	return spec.InnerMap.Compatible(inner)
 }
 
 // Close releases the programs and maps. Pinned maps and links stay in
@@ -194,6 +258,7 @@ func (d *Datapath) Close() error {
 		d.objs.SluiceFromPod, d.objs.SluiceToPod,
 		d.objs.SluiceState, d.objs.SluiceEndpoints, d.objs.SluiceIpcache,
 		d.objs.SluicePolicy, d.objs.SluiceConntrack, d.objs.SluiceCounters,
+		d.objs.SluiceIfaces,
 	} {
 		if c != nil && !isNilPointer(c) {
 			errs = append(errs, c.Close())
@@ -287,15 +352,31 @@ func deleteKeys[K any](m *ebpf.Map, keys []K) error {
 // links/<ifindex>_to_pod), and links already pinned there are updated to
 // this Datapath's programs in place. Closing the result detaches (and
 // unpins) both.
-func (d *Datapath) Attach(ifindex int) (io.Closer, error) {
+//
+// podIPs are the addresses the pod may send from (at most one of each
+// family): the veth is registered in sluice_ifaces before the programs
+// attach, so from the first packet sluice_from_pod drops any other source
+// (anti-spoofing; IPv6 link-local and unspecified sources pass). Without
+// podIPs the veth's sources aren't checked.
+func (d *Datapath) Attach(ifindex int, podIPs ...netip.Addr) (io.Closer, error) {
 	if d == nil {
 		return nil, errClosed
+	}
+	info, err := ifaceInfo(podIPs)
+	if err != nil {
+		return nil, fmt.Errorf("attach to ifindex %d: %w", ifindex, err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var a *attachment
-	err := d.use(func() error {
-		a = &attachment{d: d}
+	err = d.use(func() error {
+		a = &attachment{d: d, ifindex: uint32(ifindex)}
+		if info != nil {
+			if err := d.objs.SluiceIfaces.Update(a.ifindex, info, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("register ifindex %d: %w", ifindex, err)
+			}
+			a.registered = true
+		}
 		for _, h := range []struct {
 			name string
 			prog *ebpf.Program
@@ -323,6 +404,65 @@ func (d *Datapath) Attach(ifindex int) (io.Closer, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// ifaceInfo is a veth's sluice_ifaces value for podIPs (nil for none).
+func ifaceInfo(podIPs []netip.Addr) (*sluiceIfaceInfo, error) {
+	if len(podIPs) == 0 {
+		return nil, nil
+	}
+	info := &sluiceIfaceInfo{}
+	var have4, have6 bool
+	for _, ip := range podIPs {
+		ip = ip.Unmap()
+		switch {
+		case !ip.IsValid() || ip.IsUnspecified():
+			return nil, fmt.Errorf("pod address %v is not a unicast address", ip)
+		case ip.Is4() && !have4:
+			info.Addr[0], have4 = addr16(ip), true
+		case ip.Is6() && !have6:
+			info.Addr[1], have6 = addr16(ip), true
+		default:
+			return nil, fmt.Errorf("pod addresses %v: more than one of a family", podIPs)
+		}
+	}
+	return info, nil
+}
+
+// Spoofed is how many packets sluice_from_pod dropped on the veth ifindex
+// (registered by Attach with podIPs) for a source that isn't its pod's.
+func (d *Datapath) Spoofed(ifindex int) (uint64, error) {
+	var info sluiceIfaceInfo
+	err := d.use(func() error {
+		if err := d.objs.SluiceIfaces.Lookup(uint32(ifindex), &info); err != nil {
+			return fmt.Errorf("ifindex %d: %w", ifindex, err)
+		}
+		return nil
+	})
+	return info.Spoofed, err
+}
+
+// ForgetInterfaces removes the pod addresses of every veth but those in
+// keep (an agent restart re-attaches the veths it knows, then forgets the
+// rest: interfaces deleted while it was down).
+func (d *Datapath) ForgetInterfaces(keep map[int]bool) error {
+	return d.use(func() error {
+		var (
+			idx   uint32
+			info  sluiceIfaceInfo
+			stale []uint32
+		)
+		it := d.objs.SluiceIfaces.Iterate()
+		for it.Next(&idx, &info) {
+			if !keep[int(idx)] {
+				stale = append(stale, idx)
+			}
+		}
+		if err := it.Err(); err != nil {
+			return fmt.Errorf("iterate interfaces: %w", err)
+		}
+		return deleteKeys(d.objs.SluiceIfaces, stale)
+	})
 }
 
 func attachTCX(ifindex int, prog *ebpf.Program, at ebpf.AttachType, pin string) (link.Link, error) {
@@ -355,11 +495,13 @@ func attachTCX(ifindex int, prog *ebpf.Program, at ebpf.AttachType, pin string) 
 
 // attachment is what Attach returns.
 type attachment struct {
-	d      *Datapath
-	once   sync.Once
-	links  []link.Link
-	pinned bool
-	err    error
+	d          *Datapath
+	ifindex    uint32
+	registered bool // in sluice_ifaces
+	once       sync.Once
+	links      []link.Link
+	pinned     bool
+	err        error
 }
 
 // Close detaches both programs.
@@ -372,8 +514,9 @@ func (a *attachment) Close() error {
 	return a.release(true)
 }
 
-// release closes the links, unpinning them first if detach is set (a
-// pinned link whose pin stays keeps the programs attached).
+// release closes the links, unpinning them and forgetting the veth's
+// addresses first if detach is set (a pinned link whose pin stays keeps
+// the programs attached, and they keep checking the sources).
 func (a *attachment) release(detach bool) error {
 	a.once.Do(func() {
 		var errs []error
@@ -382,6 +525,12 @@ func (a *attachment) release(detach bool) error {
 				errs = append(errs, l.Unpin())
 			}
 			errs = append(errs, l.Close())
+		}
+		if detach && a.registered {
+			err := a.d.objs.SluiceIfaces.Delete(a.ifindex)
+			if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				errs = append(errs, err)
+			}
 		}
 		a.err = errors.Join(errs...)
 	})

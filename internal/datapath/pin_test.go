@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -155,5 +156,71 @@ func TestPinnedLinks(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Join(pin, "links")); len(entries) != 0 {
 		t.Errorf("pins left: %v", entries)
+	}
+}
+
+// An upgrade that changed a map's layout: New replaces the pins that no
+// longer fit (here the old LPM-trie policy maps and a smaller endpoint map)
+// instead of failing, keeps the ones that do, and the result works.
+func TestIncompatiblePinsAreReplaced(t *testing.T) {
+	nodelab.RequirePrivileged(t)
+	pin := bpffs(t)
+	d1, err := New(Options{PinDir: pin, MaxEndpoints: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d1.Apply(snapshot(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The policy map of an older build: an outer hash of LPM tries.
+	oldInner := &ebpf.MapSpec{Type: ebpf.LPMTrie, KeySize: 12, ValueSize: 1, MaxEntries: 16, Flags: unix.BPF_F_NO_PREALLOC}
+	policyPin := filepath.Join(pin, "sluice_policy")
+	if err := os.Remove(policyPin); err != nil {
+		t.Fatal(err)
+	}
+	outer, err := ebpf.NewMap(&ebpf.MapSpec{
+		Type: ebpf.HashOfMaps, KeySize: 8, ValueSize: 4, MaxEntries: 4 * 64, InnerMap: oldInner,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := ebpf.NewMap(oldInner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outer.Update(sluicePolicyOuterKey{Endpoint: idB}, inner, ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	if err := outer.Pin(policyPin); err != nil {
+		t.Fatal(err)
+	}
+	_ = inner.Close()
+	_ = outer.Close()
+	counters, err := os.Stat(filepath.Join(pin, "sluice_counters"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// MaxEndpoints 128: every map sized by it changes too.
+	d2 := newDatapath(t, Options{PinDir: pin, MaxEndpoints: 128})
+	snap := snapshot(func(a, b *policy.EndpointPolicy) {
+		b.IngressIsolated = true
+		b.Ingress = []policy.Entry{entry(classA, policy.ProtoTCP, 80, 16)}
+	})
+	if err := d2.Apply(snap); err != nil {
+		t.Fatal(err)
+	}
+	if !mustVerdict(t, d2, tcp(ipA, ipB, 80)) || mustVerdict(t, d2, tcp(ipA, ipB, 81)) {
+		t.Error("the replaced maps don't enforce the snapshot")
+	}
+	after, err := os.Stat(filepath.Join(pin, "sluice_counters"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.SameFile(counters, after) {
+		t.Error("the counters map (sized by MaxEndpoints) was kept")
 	}
 }

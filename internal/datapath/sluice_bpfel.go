@@ -36,6 +36,8 @@ type sluiceCtKey struct {
 type sluiceCtValue struct {
 	_          structs.HostLayout
 	LastSeenNs uint64
+	Epoch      uint32
+	Pad        uint32
 }
 
 type sluiceEndpointInfo struct {
@@ -46,6 +48,12 @@ type sluiceEndpointInfo struct {
 	Pad             [2]uint8
 }
 
+type sluiceIfaceInfo struct {
+	_       structs.HostLayout
+	Addr    [2][16]uint8
+	Spoofed uint64
+}
+
 type sluiceIpcacheKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -53,12 +61,11 @@ type sluiceIpcacheKey struct {
 }
 
 type sluicePolicyKey struct {
-	_         structs.HostLayout
-	Prefixlen uint32
-	Class     uint32
-	Proto     uint8
-	Port      [2]uint8
-	Pad       uint8
+	_     structs.HostLayout
+	Class uint32
+	Proto uint8
+	Plen  uint8
+	Port  [2]uint8
 }
 
 type sluicePolicyOuterKey struct {
@@ -76,6 +83,7 @@ const (
 	sluiceMapSluiceConntrack    = "sluice_conntrack"
 	sluiceMapSluiceCounters     = "sluice_counters"
 	sluiceMapSluiceEndpoints    = "sluice_endpoints"
+	sluiceMapSluiceIfaces       = "sluice_ifaces"
 	sluiceMapSluiceIpcache      = "sluice_ipcache"
 	sluiceMapSluicePolicy       = "sluice_policy"
 	sluiceMapSluiceState        = "sluice_state"
@@ -84,6 +92,7 @@ const (
 	sluiceVarCtTimeoutOtherNs   = "ct_timeout_other_ns"
 	sluiceVarCtTimeoutTcpNs     = "ct_timeout_tcp_ns"
 	sluiceVarUnusedEndpointInfo = "unused_endpoint_info"
+	sluiceVarUnusedIfaceInfo    = "unused_iface_info"
 	sluiceVarUnusedIpcacheKey   = "unused_ipcache_key"
 	sluiceVarUnusedPolicyKey    = "unused_policy_key"
 )
@@ -141,6 +150,7 @@ type sluiceMapSpecs struct {
 	SluiceConntrack *ebpf.MapSpec `ebpf:"sluice_conntrack"`
 	SluiceCounters  *ebpf.MapSpec `ebpf:"sluice_counters"`
 	SluiceEndpoints *ebpf.MapSpec `ebpf:"sluice_endpoints"`
+	SluiceIfaces    *ebpf.MapSpec `ebpf:"sluice_ifaces"`
 	SluiceIpcache   *ebpf.MapSpec `ebpf:"sluice_ipcache"`
 	SluicePolicy    *ebpf.MapSpec `ebpf:"sluice_policy"`
 	SluiceState     *ebpf.MapSpec `ebpf:"sluice_state"`
@@ -153,6 +163,7 @@ type sluiceVariableSpecs struct {
 	CtTimeoutOtherNs   *ebpf.VariableSpec `ebpf:"ct_timeout_other_ns"`
 	CtTimeoutTcpNs     *ebpf.VariableSpec `ebpf:"ct_timeout_tcp_ns"`
 	UnusedEndpointInfo *ebpf.VariableSpec `ebpf:"unused_endpoint_info"`
+	UnusedIfaceInfo    *ebpf.VariableSpec `ebpf:"unused_iface_info"`
 	UnusedIpcacheKey   *ebpf.VariableSpec `ebpf:"unused_ipcache_key"`
 	UnusedPolicyKey    *ebpf.VariableSpec `ebpf:"unused_policy_key"`
 }
@@ -180,6 +191,7 @@ type sluiceMaps struct {
 	SluiceConntrack *ebpf.Map `ebpf:"sluice_conntrack"`
 	SluiceCounters  *ebpf.Map `ebpf:"sluice_counters"`
 	SluiceEndpoints *ebpf.Map `ebpf:"sluice_endpoints"`
+	SluiceIfaces    *ebpf.Map `ebpf:"sluice_ifaces"`
 	SluiceIpcache   *ebpf.Map `ebpf:"sluice_ipcache"`
 	SluicePolicy    *ebpf.Map `ebpf:"sluice_policy"`
 	SluiceState     *ebpf.Map `ebpf:"sluice_state"`
@@ -190,6 +202,7 @@ func (m *sluiceMaps) Close() error {
 		m.SluiceConntrack,
 		m.SluiceCounters,
 		m.SluiceEndpoints,
+		m.SluiceIfaces,
 		m.SluiceIpcache,
 		m.SluicePolicy,
 		m.SluiceState,
@@ -203,6 +216,7 @@ type sluiceVariables struct {
 	CtTimeoutOtherNs   *ebpf.Variable `ebpf:"ct_timeout_other_ns"`
 	CtTimeoutTcpNs     *ebpf.Variable `ebpf:"ct_timeout_tcp_ns"`
 	UnusedEndpointInfo *ebpf.Variable `ebpf:"unused_endpoint_info"`
+	UnusedIfaceInfo    *ebpf.Variable `ebpf:"unused_iface_info"`
 	UnusedIpcacheKey   *ebpf.Variable `ebpf:"unused_ipcache_key"`
 	UnusedPolicyKey    *ebpf.Variable `ebpf:"unused_policy_key"`
 }

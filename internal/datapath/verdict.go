@@ -30,11 +30,18 @@ const (
 // For ICMP (ProtoICMP or ProtoICMPv6, either one for either family) the
 // echo identifier is SrcPort in a request and DstPort in a reply, so a
 // reply is its request with addresses and ports swapped.
+//
+// With Quote, the packet is an ICMP error about Quote (Proto ProtoICMP or
+// ProtoICMPv6; the ports unused): "fragmentation needed" for IPv4,
+// "packet too big" for IPv6, carrying Quote's IP header and its first 8
+// bytes after it, as a router or the destination would send it back to
+// Quote's source.
 type Packet struct {
 	Src, Dst         netip.Addr
 	Proto            uint8
 	SrcPort, DstPort uint16
 	Reply            bool
+	Quote            *Packet
 }
 
 // Verdict runs pkt through sluice_from_pod (the source's egress) and then
@@ -68,6 +75,8 @@ func (d *Datapath) Verdict(pkt Packet) (allowed bool, err error) {
 	return allowed, err
 }
 
+const ethHeaderLen = 14
+
 var (
 	macDst = []byte{0x02, 0, 0, 0, 0, 0x02}
 	macSrc = []byte{0x02, 0, 0, 0, 0, 0x01}
@@ -86,7 +95,15 @@ func (pkt Packet) Frame() ([]byte, error) {
 			proto = ProtoICMPv6
 		}
 	}
-	l4, err := pkt.transport(proto)
+	var (
+		l4  []byte
+		err error
+	)
+	if pkt.Quote != nil {
+		l4, err = pkt.icmpError(proto)
+	} else {
+		l4, err = pkt.transport(proto)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +135,34 @@ func (pkt Packet) Frame() ([]byte, error) {
 		b = append(b, ip...)
 	}
 	return append(b, l4...), nil
+}
+
+// icmpError is the ICMP error message about pkt.Quote.
+func (pkt Packet) icmpError(proto uint8) ([]byte, error) {
+	if proto != ProtoICMP && proto != ProtoICMPv6 {
+		return nil, fmt.Errorf("an error about another packet must be ICMP, not protocol %d", pkt.Proto)
+	}
+	if pkt.Quote.Quote != nil {
+		return nil, errors.New("an ICMP error about an ICMP error")
+	}
+	if pkt.Quote.Src.Unmap().Is4() != pkt.Src.Unmap().Is4() {
+		return nil, errors.New("an ICMP error quotes a packet of its own family")
+	}
+	quoted, err := pkt.Quote.Frame()
+	if err != nil {
+		return nil, fmt.Errorf("quoted packet: %w", err)
+	}
+	// The quote: the IP header and the 8 bytes after it.
+	quoted = quoted[ethHeaderLen:]
+	typ, code, ipLen := byte(3), byte(4), 20 // destination unreachable, fragmentation needed
+	if proto == ProtoICMPv6 {
+		typ, code, ipLen = 2, 0, 40 // packet too big
+	}
+	quoted = quoted[:min(len(quoted), ipLen+8)]
+	h := make([]byte, 8, 8+len(quoted))
+	h[0], h[1] = typ, code
+	binary.BigEndian.PutUint32(h[4:], 1280) // the MTU (IPv4: low 16 bits)
+	return append(h, quoted...), nil
 }
 
 // transport is the L4 header (checksums left zero: the programs don't
