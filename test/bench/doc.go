@@ -6,4 +6,9 @@
 //	KUBEBUILDER_ASSETS=$PWD/bin/k8s/1.37.0 go test -run '^$' -bench Converge -benchtime 1x ./test/bench/
 //
 // `make bench` does that, after the allocator micro-benchmarks.
+//
+// BenchmarkPodToPodLatency measures the datapath instead, between two pods
+// of a node made of network namespaces (test/nodelab): it needs root, not
+// envtest, and compares our programs with iptables rules when
+// iptables-nft-restore is on the PATH.
 package bench

@@ -27,14 +27,14 @@ import (
 const (
 	p2pCIDR = "10.244.9.0/24"
 	// p2pPort is the one server port every measurement uses; p2pDeniedPort
-	// is one (c) must refuse.
+	// is one (c), (d) and (e) must refuse.
 	p2pPort       = 7777
 	p2pDeniedPort = 7781
 	// p2pRules is the size of each isolated direction's policy in (c).
 	p2pRules = 10_000
 	// p2pIPCache is the number of extra /32 ipcache entries (plus 256 /24s).
 	p2pIPCache = 20_000
-	// p2pRounds of (a, b, c); BENCH_PODTOPOD_ROUNDS overrides it.
+	// p2pRounds of (a, b, c, d, e); BENCH_PODTOPOD_ROUNDS overrides it.
 	p2pRounds = 9
 	// Samples per configuration per round.
 	p2pRRWarmup  = 200
@@ -67,10 +67,17 @@ const (
 	cfgNone   = iota // (a) no program attached
 	cfgOpen          // (b) attached, both endpoints, nothing isolated
 	cfgIsol          // (c) attached, 10,000 entries each way
+	cfgIpt           // (d) no program, (c)'s policy as iptables-nft chains
+	cfgIptEst        // (e) as (d) behind a conntrack ESTABLISHED shortcut
 	numConfig        //
 )
 
-var cfgNames = [numConfig]string{"a", "b", "c"}
+// cfgNames name the configurations in the table and the metrics; the
+// iptables ones say their backend.
+var cfgNames = [numConfig]string{"a", "b", "c", "d_nft", "e_nft"}
+
+// cfgDenies says which configurations must refuse p2pDeniedPort.
+var cfgDenies = [numConfig]bool{cfgIsol: true, cfgIpt: true, cfgIptEst: true}
 
 // p2pFigures are one configuration's figures in one round.
 type p2pFigures struct {
@@ -79,7 +86,7 @@ type p2pFigures struct {
 }
 
 // BenchmarkPodToPodLatency measures TCP between two pods of one node (a
-// host netns and two pod netns wired by the real sluice-cni) in three
+// host netns and two pod netns wired by the real sluice-cni) in five
 // configurations:
 //
 //	a  no program attached to the host-side veths
@@ -89,6 +96,34 @@ type p2pFigures struct {
 //	   of other classes and ports, one allowing the client's class on the
 //	   server port) and the client's egress likewise towards the server's
 //	   class; the ipcache holds 20,256 other prefixes besides 0.0.0.0/0
+//	d  no program attached; (c)'s policy as iptables rules in the host
+//	   netns, walked by every packet (metrics *_d_nft)
+//	e  as d behind a conntrack ESTABLISHED,RELATED shortcut (*_e_nft)
+//
+// (d) and (e) are a NetworkPolicy implementation on iptables that writes a
+// rule per peer and port (no ipsets), on the nf_tables backend
+// (iptables-nft-restore, Debian's default) with iptables 1.8's translation:
+// each rule a native nft rule with a counter. Two user chains hold (c)'s
+// very entries in order, one rule each, a class standing for one of its
+// ipcache addresses: the client's egress (-s client -d peer -p tcp -m tcp
+// --dport N -j RETURN, 10,000 rules, then -j DROP) and the server's ingress
+// (-s peer -d server ... -j ACCEPT, 10,000 rules, then -j DROP). The bench
+// flow matches the last rule of each; every 100th rule has the flow's
+// addresses but another port, so it is compared in full. FORWARD jumps to
+// the egress chain for packets from the client and to the ingress chain for
+// packets to the server, so a request walks 20,000 rules as (c) looks up
+// both directions; replies match neither jump, as in (c) neither the
+// server's egress nor the client's ingress is isolated. (d) is the stateless
+// worst case: no conntrack in the host netns, every packet walks the chains.
+// (e) puts -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT first, as
+// kube-router and Calico's iptables mode do: only a connection's first
+// packet walks the chains, and every packet pays for conntrack, which the
+// rule turns on in the netns. The chains are loaded once (a chain nothing
+// jumps to costs nothing); FORWARD exists only during (d) and (e) and is
+// deleted after them (an empty nft base chain is still a hook, and deleting
+// the rule turns conntrack off again), so (a), (b) and (c) run without
+// netfilter in the host netns. Without iptables-nft-restore on the PATH (d)
+// and (e) are logged as skipped.
 //
 // Per configuration: rr, the p50 of 2,000 round trips of a 64-byte request
 // and a 64-byte response on one persistent connection (after 200 unmeasured);
@@ -96,22 +131,24 @@ type p2pFigures struct {
 // MB/s, the median of 5 bulk sends of 128 MiB (reported, never gated).
 //
 // The datapath stays loaded throughout: (a) closes the tcx links, (b)
-// attaches them and applies its snapshot, (c) applies its own. The
-// configurations are interleaved (a, b, c) over BENCH_PODTOPOD_ROUNDS rounds
-// (default 9, at least 5); each round's b/a and c/a are taken against that
-// round's a, and the reported *_ratio_* are their medians across rounds.
-// The target is rr_ratio_c and conn_ratio_c at most 1.10. The *_us_* and
-// MB/s_* figures are medians across rounds of each round's figure. The
-// table of every round is logged (benchmarks always print their logs).
-// Before the rounds it checks that each configuration does what it says:
-// (c) drops a connection to another port of the server, (a) and (b) don't.
+// attaches them and applies its snapshot, (c) applies its own, (d) closes
+// the links. The configurations are interleaved (a, b, c, d, e) over
+// BENCH_PODTOPOD_ROUNDS rounds (default 9, at least 5); each round's b/a,
+// c/a, d/a and e/a are taken against that round's a, and the reported
+// *_ratio_* are their medians across rounds. The target is rr_ratio_c and
+// conn_ratio_c at most 1.10. The *_us_* and MB/s_* figures are medians
+// across rounds of each round's figure. The table of every round is logged
+// (benchmarks always print their logs). Before the rounds it checks that
+// each configuration does what it says: (c), (d) and (e) drop a connection
+// to another port of the server, (a) and (b) don't.
 //
 // Needs root (it skips otherwise, or fails with SLUICE_REQUIRE_PRIVILEGED=1).
 // The benchmark is its own loop of rounds and ignores b.N: run it once,
 //
 //	go test -run '^$' -bench PodToPod -benchtime 1x ./test/bench/
 //
-// (it takes about 20 s, so the default benchtime also stops after one).
+// (it takes about two minutes, half of it (d)'s bulk sends, so the default
+// benchtime also stops after one; about 20 s without (d) and (e)).
 func BenchmarkPodToPodLatency(b *testing.B) {
 	nodelab.RequirePrivileged(b)
 	rounds := p2pRounds
@@ -140,6 +177,11 @@ func BenchmarkPodToPodLatency(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = d.Close() })
 	open, isolated := p2pSnapshots(client, server)
+	// (d) and (e) come last, so leaving them out shortens every round.
+	ipt, configs := newP2PIptables(b, lab, client.IP, server.IP), numConfig
+	if ipt == nil {
+		configs = cfgIpt
+	}
 
 	var links []io.Closer
 	detach := func() {
@@ -152,6 +194,7 @@ func BenchmarkPodToPodLatency(b *testing.B) {
 	}
 	b.Cleanup(detach)
 	configure := func(cfg int) {
+		ipt.unhook()
 		switch cfg {
 		case cfgNone:
 			detach()
@@ -166,18 +209,21 @@ func BenchmarkPodToPodLatency(b *testing.B) {
 			}
 		case cfgIsol:
 			apply(b, d, isolated)
+		case cfgIpt, cfgIptEst:
+			detach()
+			ipt.hook(cfg == cfgIptEst)
 		}
 	}
 
-	// The configurations do what they say: (c) admits the server port and
-	// drops another, (a) and (b) admit both.
-	for cfg := range numConfig {
+	// The configurations do what they say: (c), (d) and (e) admit the
+	// server port and drop another, (a) and (b) admit both.
+	for cfg := range configs {
 		configure(cfg)
 		if _, err := rrP50(client, server.IP, 10); err != nil {
 			b.Fatalf("config %s: port %d: %v", cfgNames[cfg], p2pPort, err)
 		}
 		err := dialOnce(client, server.IP, p2pDeniedPort, 300*time.Millisecond)
-		if denied := err != nil; denied != (cfg == cfgIsol) {
+		if denied := err != nil; denied != cfgDenies[cfg] {
 			b.Fatalf("config %s: port %d denied=%v (%v)", cfgNames[cfg], p2pDeniedPort, denied, err)
 		}
 	}
@@ -197,14 +243,15 @@ func BenchmarkPodToPodLatency(b *testing.B) {
 	b.ResetTimer()
 	figs := make([][numConfig]p2pFigures, rounds)
 	for r := range rounds {
-		for cfg := range numConfig {
+		for cfg := range configs {
 			configure(cfg)
 			figs[r][cfg] = measure(b, client, server.IP)
 		}
 	}
 	b.StopTimer()
 	detach()
-	report(b, figs)
+	ipt.unhook()
+	report(b, figs, configs)
 }
 
 // p2pPod is a pod of the benchmark, wired by the real plugin.
@@ -500,54 +547,54 @@ func medianF(s []float64) float64 {
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 
-// report logs the per-round table and reports the medians.
-func report(b *testing.B, figs [][numConfig]p2pFigures) {
+// report logs the per-round table and reports the medians of the first
+// configs configurations.
+func report(b *testing.B, figs [][numConfig]p2pFigures, configs int) {
 	b.Helper()
 	// vals[metric][cfg][round], ratios[metric][cfg][round] (against a).
 	const rr, conn, mbps, numMetric = 0, 1, 2, 3
 	var vals, ratios [numMetric][numConfig][]float64
 	for _, f := range figs {
-		for cfg := range numConfig {
+		for cfg := range configs {
 			for m, v := range [numMetric]float64{us(f[cfg].rrP50), us(f[cfg].connP50), f[cfg].mbps} {
 				vals[m][cfg] = append(vals[m][cfg], v)
 			}
 		}
 		for m := range numMetric {
 			a := vals[m][cfgNone][len(vals[m][cfgNone])-1]
-			for cfg := range numConfig {
+			for cfg := range configs {
 				ratios[m][cfg] = append(ratios[m][cfg], vals[m][cfg][len(vals[m][cfg])-1]/a)
 			}
 		}
 	}
 
-	// Rounds are columns (the testing package keeps only the first ten
-	// lines a benchmark logs), the last column is the median across rounds.
-	var t strings.Builder
-	cell := func(s string) { fmt.Fprintf(&t, " %16s", s) }
-	fmt.Fprintf(&t, "%-14s", "round")
+	// Rounds are columns and the verdict shares the table's first line
+	// (the testing package keeps only the first ten lines a benchmark
+	// logs); the last column is the median across rounds.
+	table := [][]string{{"round"}}
 	for r := range figs {
-		cell(strconv.Itoa(r + 1))
+		table[0] = append(table[0], strconv.Itoa(r+1))
 	}
-	cell("median")
+	table[0] = append(table[0], "median")
 	for m, name := range [numMetric]string{"rr_us", "conn_us", "MB/s"} {
-		format := "%.1f/%.1f/%.1f"
-		if m != rr {
-			format = "%.0f/%.0f/%.0f"
+		format := "%.0f"
+		if m == rr {
+			format = "%.1f"
 		}
-		fmt.Fprintf(&t, "\n%-14s", name+" a/b/c")
-		for r := range figs {
-			cell(fmt.Sprintf(format, vals[m][cfgNone][r], vals[m][cfgOpen][r], vals[m][cfgIsol][r]))
-		}
-		cell(fmt.Sprintf(format, medianF(vals[m][cfgNone]), medianF(vals[m][cfgOpen]), medianF(vals[m][cfgIsol])))
-		fmt.Fprintf(&t, "\n%-14s", name+" b/a,c/a")
-		for r := range figs {
-			cell(fmt.Sprintf("%.3f,%.3f", ratios[m][cfgOpen][r], ratios[m][cfgIsol][r]))
-		}
-		cell(fmt.Sprintf("%.3f,%.3f", medianF(ratios[m][cfgOpen]), medianF(ratios[m][cfgIsol])))
+		table = append(table,
+			append([]string{name}, row(vals[m][:configs], format, "/")...),
+			append([]string{name + "_ratio"}, row(ratios[m][cfgOpen:configs], "%.3f", ",")...))
 	}
-	b.Logf("per round: p50 latencies (us) and median MB/s of a/b/c; b/a and c/a against the same round's a\n%s", t.String())
+	rrC, connC := medianF(ratios[rr][cfgIsol]), medianF(ratios[conn][cfgIsol])
+	verdict := "met"
+	if rrC > 1.10 || connC > 1.10 {
+		verdict = "missed"
+	}
+	names := cfgNames[:configs]
+	b.Logf("Target c/a <= 1.10 at %d rules: rr %.3f, conn %.3f: %s. Per round: p50 latencies (us) and median MB/s of %s; ratios of %s against the same round's a\n%s",
+		p2pRules, rrC, connC, verdict, strings.Join(names, "/"), strings.Join(names[cfgOpen:], ","), formatTable(table))
 
-	for cfg := range numConfig {
+	for cfg := range configs {
 		n := cfgNames[cfg]
 		b.ReportMetric(medianF(vals[rr][cfg]), "rr_p50_us_"+n)
 		b.ReportMetric(medianF(vals[conn][cfg]), "conn_p50_us_"+n)
@@ -558,10 +605,42 @@ func report(b *testing.B, figs [][numConfig]p2pFigures) {
 			b.ReportMetric(medianF(ratios[mbps][cfg]), "MB/s_ratio_"+n)
 		}
 	}
-	rrC, connC := medianF(ratios[rr][cfgIsol]), medianF(ratios[conn][cfgIsol])
-	verdict := "met"
-	if rrC > 1.10 || connC > 1.10 {
-		verdict = "missed"
+}
+
+// row is one table row's cells: per round, the round's value of each
+// series joined with sep, then the series' medians across rounds.
+func row(series [][]float64, format, sep string) []string {
+	join := func(pick func([]float64) float64) string {
+		parts := make([]string, len(series))
+		for i, s := range series {
+			parts[i] = fmt.Sprintf(format, pick(s))
+		}
+		return strings.Join(parts, sep)
 	}
-	b.Logf("target c/a <= 1.10 at %d rules: rr %.3f, conn %.3f: %s", p2pRules, rrC, connC, verdict)
+	cells := make([]string, 0, len(series[0])+1)
+	for r := range series[0] {
+		cells = append(cells, join(func(s []float64) float64 { return s[r] }))
+	}
+	return append(cells, join(medianF))
+}
+
+// formatTable right-aligns every column but the first to the widest cell.
+func formatTable(table [][]string) string {
+	width := 0
+	for _, cells := range table {
+		for _, c := range cells[1:] {
+			width = max(width, len(c))
+		}
+	}
+	var t strings.Builder
+	for i, cells := range table {
+		if i > 0 {
+			t.WriteByte('\n')
+		}
+		fmt.Fprintf(&t, "%-14s", cells[0])
+		for _, c := range cells[1:] {
+			fmt.Fprintf(&t, " %*s", width, c)
+		}
+	}
+	return t.String()
 }
