@@ -3,7 +3,7 @@
  * The minimal, self-contained set of definitions bpf/sluice.c needs:
  * fixed-width types, the UAPI constants and struct __sk_buff from
  * <linux/bpf.h> and <linux/pkt_cls.h>, the map-definition macros of
- * libbpf's <bpf/bpf_helpers.h>, and the five helpers the program calls.
+ * libbpf's <bpf/bpf_helpers.h>, and the helpers the program calls.
  *
  * Vendored instead of included from /usr/include so that the compiled
  * object (and the BTF in it) depends on nothing but this tree and the
@@ -107,8 +107,8 @@ struct __sk_buff {
 /* <bpf/bpf_helper_defs.h>: helper numbers from <linux/bpf.h>. */
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, __u64 flags) = (void *)2;
-static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 static long (*bpf_skb_load_bytes)(const void *skb, __u32 offset, void *to, __u32 len) = (void *)26;
+static __u64 (*bpf_ktime_get_coarse_ns)(void) = (void *)160;
 
 /* <bpf/bpf_endian.h>, for the little-endian target (bpfel) only. */
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
