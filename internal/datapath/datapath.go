@@ -172,13 +172,18 @@ func New(opts Options) (d *Datapath, err error) {
 	return d, nil
 }
 
-// unpinIncompatible removes the pins of maps whose layout this build
-// doesn't share (an upgrade that changed a map's key, value or size), so
-// New creates them afresh instead of failing. Until the new programs
-// replace them on the pinned links (Attach), the old programs keep
-// enforcing with the old maps, which they hold open; what the replaced
-// maps held (tracked flows, counters) is lost.
+// unpinIncompatible handles pins this build can't use (an upgrade that
+// changed a map's key, value, size or inner map type, or other Options):
+// if any pinned map is incompatible it removes the pins of all of them,
+// so New starts from fresh maps instead of failing. All, not just the
+// incompatible ones, because they only make sense together: conntrack
+// entries carry epochs of sluice_state, the per-generation maps belong to
+// its generation bit. Until the new programs replace the old ones on the
+// pinned links (Attach), the old programs keep enforcing with the old
+// maps, which they hold open; tracked flows and counters are lost.
 func unpinIncompatible(dir string, maps map[string]*ebpf.MapSpec) error {
+	var pinned []string
+	var incompatible []error
 	for name, spec := range maps {
 		if spec.Pinning != ebpf.PinByName {
 			continue
@@ -191,13 +196,18 @@ func unpinIncompatible(dir string, maps map[string]*ebpf.MapSpec) error {
 		if err != nil {
 			return fmt.Errorf("open pinned map %s: %w", path, err)
 		}
-		incompatible := pinnedCompatible(spec, m)
-		_ = m.Close()
-		if incompatible == nil {
-			continue
+		pinned = append(pinned, path)
+		if err := pinnedCompatible(spec, m); err != nil {
+			incompatible = append(incompatible, fmt.Errorf("%s: %w", name, err))
 		}
-		if err := os.Remove(path); err != nil {
-			return fmt.Errorf("replace pinned map %s (%v): %w", path, incompatible, err)
+		_ = m.Close()
+	}
+	if len(incompatible) == 0 {
+		return nil
+	}
+	for _, path := range pinned {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("replace pinned maps (%v): %w", errors.Join(incompatible...), err)
 		}
 	}
 	return nil

@@ -159,9 +159,9 @@ func TestPinnedLinks(t *testing.T) {
 	}
 }
 
-// An upgrade that changed a map's layout: New replaces the pins that no
-// longer fit (here the old LPM-trie policy maps and a smaller endpoint map)
-// instead of failing, keeps the ones that do, and the result works.
+// An upgrade that changed a map's layout: New replaces the pinned maps
+// (here the old LPM-trie policy maps did not fit) instead of failing, and
+// the result works.
 func TestIncompatiblePinsAreReplaced(t *testing.T) {
 	nodelab.RequirePrivileged(t)
 	pin := bpffs(t)
@@ -204,9 +204,9 @@ func TestIncompatiblePinsAreReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// MaxEndpoints 128: every map sized by it changes too.
-	d2 := newDatapath(t, Options{PinDir: pin, MaxEndpoints: 128})
+	d2 := newDatapath(t, Options{PinDir: pin, MaxEndpoints: 64})
 	snap := snapshot(func(a, b *policy.EndpointPolicy) {
+		a.IngressIsolated = true // replies to A pass only on conntrack
 		b.IngressIsolated = true
 		b.Ingress = []policy.Entry{entry(classA, policy.ProtoTCP, 80, 16)}
 	})
@@ -221,6 +221,14 @@ func TestIncompatiblePinsAreReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	if os.SameFile(counters, after) {
-		t.Error("the counters map (sized by MaxEndpoints) was kept")
+		t.Error("the counters map was kept with a replaced state map")
+	}
+	if err := d2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Compatible pins are reused.
+	d3 := newDatapath(t, Options{PinDir: pin, MaxEndpoints: 64})
+	if !mustVerdict(t, d3, reply(tcp(ipA, ipB, 80))) {
+		t.Error("the tracked flow was lost across a restart without layout change")
 	}
 }
