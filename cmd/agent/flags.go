@@ -21,6 +21,7 @@ type flags struct {
 	pinDir, socket, stateFile   string
 	healthAddr, metricsAddr     string
 	allocationFile, cniStateDir string
+	procSysNet                  string
 	noPin                       bool
 	cniInstall                  agent.CNIInstall
 }
@@ -36,6 +37,7 @@ func bindFlags(fs *flag.FlagSet, getenv func(string) string) *flags {
 	fs.StringVar(&f.stateFile, "state-file", agent.DefaultStateFile, "Registered endpoints and endpoint IDs, kept across restarts.")
 	fs.StringVar(&f.healthAddr, "health-addr", agent.DefaultHealthAddr, "Address of /healthz and /readyz; \"0\" disables them.")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", agent.DefaultMetricsAddr, "Address of /metrics; \"0\" disables it.")
+	fs.StringVar(&f.procSysNet, "proc-sys-net", agent.DefaultProcSysNet, "The node's /proc/sys/net (in a container, a read-write mount of it), where the agent turns IP forwarding on; empty leaves forwarding alone (development only).")
 	fs.StringVar(&f.allocationFile, "allocation-file", agentmanifest.AllocationFile, "The CNI plugin's allocation file, written from this node's NodeNetwork; empty disables the IPAM sync.")
 	fs.StringVar(&f.cniStateDir, "cni-state-dir", agentmanifest.CNIStateDir, "The CNI plugin's state directory.")
 	fs.StringVar(&f.cniInstall.BinarySource, "cni-bin-source", "", "The CNI plugin binary to install on the node (in the agent image: /sluice-cni). The four --cni-* install flags go together; unset, nothing is installed.")
@@ -76,6 +78,7 @@ func (f *flags) options() (agent.Options, string, error) {
 		StateFile:   f.stateFile,
 		HealthAddr:  f.healthAddr,
 		MetricsAddr: f.metricsAddr,
+		ProcSysNet:  f.procSysNet,
 		Datapath: datapath.Options{
 			PinDir:            f.pinDir,
 			MaxPolicyEntries:  int(cfg.Agent.BPFMaps.PolicyEntries),

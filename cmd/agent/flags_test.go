@@ -59,7 +59,8 @@ func TestOptionsFromTheRenderedConfig(t *testing.T) {
 		t.Errorf("level %q from the config's logLevel debug", level)
 	}
 	if opts.NodeName != "node-1" || opts.SocketPath != agent.DefaultSocket || opts.StateFile != agent.DefaultStateFile ||
-		opts.HealthAddr != "127.0.0.1:9879" || opts.AllocationFile != agentmanifest.AllocationFile || opts.CNIStateDir != agentmanifest.CNIStateDir {
+		opts.HealthAddr != "127.0.0.1:9879" || opts.AllocationFile != agentmanifest.AllocationFile || opts.CNIStateDir != agentmanifest.CNIStateDir ||
+		opts.ProcSysNet != "/proc/sys/net" {
 		t.Errorf("options %+v", opts)
 	}
 	// The socket the agent listens on is the one the conflist names.
@@ -78,10 +79,11 @@ func TestFlags(t *testing.T) {
 	}{{
 		name: "flags override",
 		args: []string{"--config=", "--node-name=n2", "--log-level=warn", "--pin-dir=/sys/fs/bpf/x", "--socket=/tmp/a.sock",
-			"--health-addr=127.0.0.1:1234", "--metrics-addr=0", "--allocation-file="},
+			"--health-addr=127.0.0.1:1234", "--metrics-addr=0", "--allocation-file=", "--proc-sys-net=/host/proc/sys/net"},
 		check: func(t *testing.T, o agent.Options, level string) {
 			if o.NodeName != "n2" || level != "error" || o.Datapath.PinDir != "/sys/fs/bpf/x" || o.SocketPath != "/tmp/a.sock" ||
-				o.HealthAddr != "127.0.0.1:1234" || o.MetricsAddr != "0" || o.AllocationFile != "" || o.CNIStateDir != "" {
+				o.HealthAddr != "127.0.0.1:1234" || o.MetricsAddr != "0" || o.AllocationFile != "" || o.CNIStateDir != "" ||
+				o.ProcSysNet != "/host/proc/sys/net" {
 				t.Errorf("options %+v, level %q", o, level)
 			}
 		},
@@ -90,6 +92,13 @@ func TestFlags(t *testing.T) {
 		check: func(t *testing.T, o agent.Options, _ string) {
 			if o.Datapath.PinDir != "" {
 				t.Errorf("pin dir %q", o.Datapath.PinDir)
+			}
+		},
+	}, {
+		name: "forwarding left alone", env: map[string]string{"NODE_NAME": "n"}, args: []string{"--config=", "--proc-sys-net="},
+		check: func(t *testing.T, o agent.Options, _ string) {
+			if o.ProcSysNet != "" {
+				t.Errorf("proc sys net %q", o.ProcSysNet)
 			}
 		},
 	}, {
@@ -136,7 +145,8 @@ func TestBadConfig(t *testing.T) {
 }
 
 // The DaemonSet the operator renders passes flags this command accepts,
-// including the CNI install set; a partial set is refused.
+// including the CNI install set and the mounted /proc/sys/net; a partial
+// install set is refused.
 func TestDaemonSetArgsParse(t *testing.T) {
 	ds, err := agentmanifest.DaemonSet(&v1.EffectiveConfig{
 		NetworkPlugin: v1.NetworkPluginAzure,
@@ -158,6 +168,11 @@ func TestDaemonSetArgsParse(t *testing.T) {
 	want := agent.CNIInstall{BinarySource: "/sluice-cni", BinDir: "/opt/cni/bin", ConflistSource: "/etc/sluice/10-sluice.conflist", ConfDir: "/etc/cni/net.d"}
 	if opts.CNIInstall == nil || *opts.CNIInstall != want {
 		t.Fatalf("CNIInstall = %+v, want %+v", opts.CNIInstall, want)
+	}
+	// The node's /proc/sys/net as the DaemonSet mounts it, where the agent
+	// turns IP forwarding on.
+	if opts.ProcSysNet != "/host/proc/sys/net" {
+		t.Errorf("ProcSysNet = %q, want /host/proc/sys/net", opts.ProcSysNet)
 	}
 
 	f, err = parse(t, map[string]string{"NODE_NAME": "n1"}, "--config=", "--cni-bin-dir=/opt/cni/bin")

@@ -1,9 +1,10 @@
 // Command agent is Sluice's node agent, run by the DaemonSet the operator
 // renders on every node: it enforces NetworkPolicy with the eBPF datapath
 // (pinned under /sys/fs/bpf/sluice, so enforcement survives its restarts),
-// takes pod endpoints from sluice-cni on /var/run/sluice/agent.sock, and
-// keeps the node's pod addresses in sync with its NodeNetwork. See package
-// internal/agent.
+// takes pod endpoints from sluice-cni on /var/run/sluice/agent.sock,
+// keeps the node's pod addresses in sync with its NodeNetwork, and turns
+// IP forwarding on (through --proc-sys-net), without which the node can't
+// route pod traffic. See package internal/agent.
 package main
 
 import (

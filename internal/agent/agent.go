@@ -85,6 +85,12 @@ type Options struct {
 	// NetNS is the node's network namespace, where the host veths are;
 	// nil is the agent's own (production). Tests pass a lab's.
 	NetNS ns.NetNS
+	// ProcSysNet is a directory laid out as /proc/sys/net through which
+	// the agent turns IP forwarding on in NetNS before it gets ready:
+	// DefaultProcSysNet, or the node's /proc/sys/net mounted into the
+	// container (a container's own /proc/sys is read-only). Empty leaves
+	// forwarding alone (development).
+	ProcSysNet string
 	// GCInterval is how often registrations whose veth is gone are
 	// forgotten (30 s).
 	GCInterval time.Duration
@@ -127,6 +133,9 @@ func New(opts Options) (*Agent, error) {
 		if !filepath.IsAbs(p.path) {
 			return nil, fmt.Errorf("agent: %s %q must be an absolute path", p.name, p.path)
 		}
+	}
+	if opts.ProcSysNet != "" && !filepath.IsAbs(opts.ProcSysNet) {
+		return nil, fmt.Errorf("agent: /proc/sys/net directory %q must be an absolute path", opts.ProcSysNet)
 	}
 	if (opts.AllocationFile == "") != (opts.CNIStateDir == "") {
 		return nil, errors.New("agent: set both AllocationFile and CNIStateDir, or neither")
@@ -204,6 +213,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	log.Info("Datapath loaded", "pinDir", o.Datapath.PinDir, "endpointsRegistered", len(st.Endpoints))
+	if err := a.setUpForwarding(log); err != nil {
+		return err
+	}
 
 	c, err := newCache(o.RESTConfig)
 	if err != nil {

@@ -65,7 +65,8 @@
 //
 // A new run takes an exclusive flock on agent-state.json.lock (two agents
 // never drive one datapath), loads the state, opens the pinned maps
-// (datapath.New reuses them), syncs the caches, and applies a snapshot
+// (datapath.New reuses them), turns IP forwarding on (below), syncs the
+// caches, and applies a snapshot
 // that already holds the registered pods under their old IDs, so tracked
 // flows and counters carry on. It then re-attaches every registered
 // endpoint whose veth still exists (Attach updates the pinned links to the
@@ -76,11 +77,37 @@
 // sweep. Without a pin directory nothing survives: the programs are
 // detached when the agent stops.
 //
+// # IP forwarding
+//
+// Pods reach each other and the world through the node, which routes
+// between their host veths: that needs net.ipv4.ip_forward=1, and
+// net.ipv6.conf.all.forwarding=1 for IPv6 pods, in the node's network
+// namespace. Each run, once the datapath is loaded and before anything
+// can report ready, the agent reads both through Options.ProcSysNet and
+// writes 1 to each that isn't 1 already (the IPv6 one only if it exists:
+// a node without IPv6 is fine), and logs what it changed. A node whose
+// forwarding is on needs no write access. Any failure stops the agent:
+// a node that doesn't forward can't carry pod traffic. A container's
+// /proc/sys is read-only, so the DaemonSet mounts the node's
+// /proc/sys/net read-write at /host/proc/sys/net (cmd/agent's
+// --proc-sys-net; empty leaves forwarding alone). /proc/sys/net shows
+// the network namespace of the thread that opens a file there, so with
+// Options.NetNS the files are opened inside it.
+//
+// Turning forwarding on has the kernel's side effects: ip_forward also
+// turns it on for every interface and turns accept_redirects off, and
+// with IPv6 forwarding on, interfaces whose accept_ra is 1 ignore router
+// advertisements, so a node that learns its IPv6 default route from them
+// would lose it. Before turning IPv6 forwarding on, the agent therefore
+// sets accept_ra to 2 (accept them while forwarding) on every interface,
+// and the default for new ones, where it is 1. The agent turns forwarding
+// on once per run; it doesn't watch for it being turned off.
+//
 // # Health and metrics
 //
 // /healthz and /readyz on 127.0.0.1:9879: ready once the caches synced,
-// the datapath loaded, the first snapshot applied and the registered
-// endpoints recovered. /metrics (127.0.0.1:9880 by default):
+// the datapath loaded (and forwarding turned on), the first snapshot
+// applied and the registered endpoints recovered. /metrics (127.0.0.1:9880 by default):
 // sluice_agent_policy_apply_seconds (per batch, from the receipt of its
 // oldest change to Apply returning), sluice_agent_policy_apply_errors_total,
 // sluice_agent_endpoints, and sluice_agent_endpoint_packets_total{namespace,

@@ -37,6 +37,10 @@ const (
 	// configDir is where the ConfigMap is mounted in the container.
 	configDir = "/etc/sluice"
 
+	// procSysNetDir is where the node's /proc/sys/net is mounted in the
+	// container, for the agent's --proc-sys-net.
+	procSysNetDir = "/host/proc/sys/net"
+
 	// Label keys and values shared by the ConfigMap, the DaemonSet and its
 	// pods.
 	labelName      = "app.kubernetes.io/name"
@@ -219,13 +223,16 @@ func podSpec(cfg *v1.EffectiveConfig, p Params) corev1.PodSpec {
 	}
 }
 
-// agentArgs are the agent's flags. With Sluice's CNI plugin the agent also
-// installs the plugin (shipped in its image) and the conflist (from the
-// ConfigMap) on the node, into the hostPaths mounted for them.
+// agentArgs are the agent's flags. The agent turns IP forwarding on
+// through the node's /proc/sys/net mounted for it. With Sluice's CNI
+// plugin it also installs the plugin (shipped in its image) and the
+// conflist (from the ConfigMap) on the node, into the hostPaths mounted
+// for them.
 func agentArgs(cfg *v1.EffectiveConfig) []string {
 	args := []string{
 		"--config=" + path.Join(configDir, ConfigFileKey),
 		"--log-level=" + string(cfg.Agent.LogLevel),
+		"--proc-sys-net=" + procSysNetDir,
 	}
 	if cfg.NetworkPlugin == v1.NetworkPluginAzure {
 		args = append(args,
@@ -345,6 +352,7 @@ type hostVolume struct {
 }
 
 var (
+	dir             = new(corev1.HostPathDirectory)
 	dirOrCreate     = new(corev1.HostPathDirectoryOrCreate)
 	fileOrCreate    = new(corev1.HostPathFileOrCreate)
 	hostToContainer = new(corev1.MountPropagationHostToContainer)
@@ -378,6 +386,14 @@ func hostVolumes() []hostVolume {
 		// The iptables lock shared with kube-proxy, so that removing
 		// iptables rules during migration doesn't race kube-proxy.
 		{name: "xtables-lock", hostPath: "/run/xtables.lock", mountPath: "/run/xtables.lock", typ: fileOrCreate},
+		// The node's network sysctls, where the agent turns IP forwarding
+		// on (pods are routed by the node). The container's own /proc/sys
+		// is read-only; this mount is not, and as the pod is on the host
+		// network it shows the node's network namespace. Root with
+		// NET_ADMIN may write it, and the AppArmor profile that would deny
+		// writes under /proc/sys is Unconfined (above). Directory: every
+		// Linux node has it.
+		{name: "proc-sys-net", hostPath: "/proc/sys/net", mountPath: procSysNetDir, typ: dir},
 	}
 }
 

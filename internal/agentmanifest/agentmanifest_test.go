@@ -240,7 +240,7 @@ func TestDaemonSet(t *testing.T) {
 			}
 		}},
 		{"args", func(t *testing.T) {
-			for _, a := range []string{"--config=/etc/sluice/config.yaml", "--log-level=info"} {
+			for _, a := range []string{"--config=/etc/sluice/config.yaml", "--log-level=info", "--proc-sys-net=/host/proc/sys/net"} {
 				if !slices.Contains(c.Args, a) {
 					t.Errorf("args %v lack %q", c.Args, a)
 				}
@@ -402,6 +402,8 @@ func TestDaemonSetVolumes(t *testing.T) {
 		{"/opt/cni/bin", corev1.HostPathDirectoryOrCreate, "/opt/cni/bin", false, none},
 		{"/lib/modules", unset, "/lib/modules", true, none},
 		{"/run/xtables.lock", corev1.HostPathFileOrCreate, "/run/xtables.lock", false, none},
+		// Read-write: the agent turns IP forwarding on (--proc-sys-net).
+		{"/proc/sys/net", corev1.HostPathDirectory, "/host/proc/sys/net", false, none},
 	}
 	for _, tt := range tests {
 		t.Run(tt.hostPath, func(t *testing.T) {

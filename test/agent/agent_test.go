@@ -107,6 +107,8 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w := &world{t: t, c: c, cfg: cfg, lab: nodelab.NewNode(t), dir: t.TempDir(), pinDir: privateBPFFS(t), pods: map[string]*testPod{}}
+	// nodelab turns forwarding on; the agent must do it on a real node.
+	w.setForwarding("0")
 	w.socket = filepath.Join(w.dir, "run", "agent.sock")
 	if err := cni.WriteAllocation(w.lab.AllocationFile, cni.Allocation{
 		Node: nodeName, Pool: "default", Mode: cni.ModeOverlay,
@@ -139,6 +141,37 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
+// forwardingSysctls turn IP forwarding on.
+var forwardingSysctls = []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"}
+
+// setForwarding writes v to the node's forwarding sysctls.
+func (w *world) setForwarding(v string) {
+	w.lab.In(func() error {
+		for _, f := range forwardingSysctls {
+			if err := os.WriteFile(f, []byte(v), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// forwarding reads the node's forwarding sysctls (IPv4, IPv6).
+func (w *world) forwarding() []string {
+	var vals []string
+	w.lab.In(func() error {
+		for _, f := range forwardingSysctls {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			vals = append(vals, strings.TrimSpace(string(b)))
+		}
+		return nil
+	})
+	return vals
+}
+
 // runningAgent is one run of the agent.
 type runningAgent struct {
 	a      *agent.Agent
@@ -161,6 +194,7 @@ func (w *world) startAgent() *runningAgent {
 		AllocationFile: w.lab.AllocationFile,
 		CNIStateDir:    w.lab.StateDir,
 		NetNS:          w.lab.Host,
+		ProcSysNet:     agent.DefaultProcSysNet,
 		Logger:         ctrl.Log.WithName("agent"),
 	})
 	if err != nil {
@@ -440,8 +474,14 @@ func (w *world) programsOn(ifName string) int {
 func TestAgent(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
+	if got := w.forwarding(); !slices.Equal(got, []string{"0", "0"}) {
+		t.Fatalf("forwarding (IPv4, IPv6) on the node before the agent starts: %q, want it off", got)
+	}
 	agent1 := w.startAgent()
 	t.Logf("agent ready in %v", agent1.waitReady(t))
+	if got := w.forwarding(); !slices.Equal(got, []string{"1", "1"}) {
+		t.Errorf("forwarding (IPv4, IPv6) on the node once the agent is ready: %q, want it on", got)
+	}
 
 	client, server := map[string]string{"app": "client"}, map[string]string{"app": "server"}
 	for _, p := range []*testPod{

@@ -2,7 +2,8 @@
 // (envtest) and a local node of network namespaces (nodelab) whose pods
 // are added by the real sluice-cni through libcni with agentSocket set:
 // real packets between pods, allowed and dropped as the NetworkPolicies
-// created through the API say, across an agent restart (TestAgent).
+// created through the API say, across an agent restart (TestAgent). The
+// node starts with IP forwarding off: the agent turns it on.
 //
 // TestReachabilityMatrix probes every pod to every pod on TCP (8080, 9090,
 // 5353), UDP (5353) and SCTP (3868, when the kernel has SCTP sockets)
