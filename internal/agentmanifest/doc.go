@@ -18,7 +18,11 @@
 //     HostToContainer mount. Because the runtime's default seccomp and
 //     AppArmor profiles can refuse bpf() and writes under /sys/fs/bpf to a
 //     container without CAP_SYS_ADMIN, the agent container runs with both
-//     profiles Unconfined; capabilities are what confine it.
+//     profiles Unconfined; capabilities are what confine it. A container's
+//     /proc/sys is read-only, so the node's /proc/sys/net is mounted
+//     read-write at /host/proc/sys/net (--proc-sys-net) for the one thing
+//     the agent sets there: IP forwarding (and accept_ra=2 where IPv6
+//     forwarding would otherwise stop router advertisements).
 //   - maxSurge 0. Two agents on one node would fight over the same pinned
 //     maps, so a rollout stops the old agent before starting the new one.
 //     The pinned maps and attached programs outlive the agent process, so
