@@ -20,13 +20,7 @@ import (
 // startAPIServer starts envtest for one test.
 func startAPIServer(t *testing.T) client.Client {
 	t.Helper()
-	scheme := testenv.Scheme()
-	env := testenv.Environment(scheme)
-	cfg, err := testenv.Start(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	cfg, scheme := testenv.StartFor(t)
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)

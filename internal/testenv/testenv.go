@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"testing"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -62,4 +63,23 @@ func Start(env *envtest.Environment) (*rest.Config, error) {
 		return nil, fmt.Errorf("start kube-apiserver and etcd from %s: %w", os.Getenv("KUBEBUILDER_ASSETS"), err)
 	}
 	return cfg, nil
+}
+
+// StartFor starts an envtest control plane with Sluice's CRDs for one test
+// or benchmark and stops it when tb ends; it fails tb if the control plane
+// doesn't start.
+func StartFor(tb testing.TB) (*rest.Config, *k8sruntime.Scheme) {
+	tb.Helper()
+	scheme := Scheme()
+	env := Environment(scheme)
+	cfg, err := Start(env)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			tb.Logf("stop envtest: %v", err)
+		}
+	})
+	return cfg, scheme
 }

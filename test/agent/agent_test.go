@@ -95,13 +95,7 @@ func privateBPFFS(t *testing.T) string {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	nodelab.RequirePrivileged(t)
-	scheme := testenv.Scheme()
-	env := testenv.Environment(scheme)
-	cfg, err := testenv.Start(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	cfg, scheme := testenv.StartFor(t)
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)

@@ -72,18 +72,7 @@ const (
 func BenchmarkConverge1000Nodes(b *testing.B) {
 	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 
-	scheme := testenv.Scheme()
-	env := testenv.Environment(scheme)
-	cfg, err := testenv.Start(env)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			b.Errorf("stop envtest: %v", err)
-		}
-	})
-
+	cfg, scheme := testenv.StartFor(b)
 	cfg.QPS, cfg.Burst = 500, 1000
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {

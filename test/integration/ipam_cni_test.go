@@ -28,13 +28,7 @@ import (
 // startOperator starts envtest and the IPAM reconcilers in-process.
 func startOperator(t *testing.T) client.Client {
 	t.Helper()
-	scheme := testenv.Scheme()
-	env := testenv.Environment(scheme)
-	cfg, err := testenv.Start(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	cfg, scheme := testenv.StartFor(t)
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
