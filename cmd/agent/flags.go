@@ -11,7 +11,7 @@ import (
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
 	"github.com/sluice-dev/sluice/internal/agent"
-	"github.com/sluice-dev/sluice/internal/agentmanifest"
+	"github.com/sluice-dev/sluice/internal/cni"
 	"github.com/sluice-dev/sluice/internal/datapath"
 )
 
@@ -38,8 +38,8 @@ func bindFlags(fs *flag.FlagSet, getenv func(string) string) *flags {
 	fs.StringVar(&f.healthAddr, "health-addr", agent.DefaultHealthAddr, "Address of /healthz and /readyz; \"0\" disables them.")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", agent.DefaultMetricsAddr, "Address of /metrics; \"0\" disables it.")
 	fs.StringVar(&f.procSysNet, "proc-sys-net", agent.DefaultProcSysNet, "The node's /proc/sys/net (in a container, a read-write mount of it), where the agent turns IP forwarding on; empty leaves forwarding alone (development only).")
-	fs.StringVar(&f.allocationFile, "allocation-file", agentmanifest.AllocationFile, "The CNI plugin's allocation file, written from this node's NodeNetwork; empty disables the IPAM sync.")
-	fs.StringVar(&f.cniStateDir, "cni-state-dir", agentmanifest.CNIStateDir, "The CNI plugin's state directory.")
+	fs.StringVar(&f.allocationFile, "allocation-file", cni.DefaultAllocationFile, "The CNI plugin's allocation file, written from this node's NodeNetwork; empty disables the IPAM sync.")
+	fs.StringVar(&f.cniStateDir, "cni-state-dir", cni.DefaultStateDir, "The CNI plugin's state directory.")
 	fs.StringVar(&f.cniInstall.BinarySource, "cni-bin-source", "", "The CNI plugin binary to install on the node (in the agent image: /sluice-cni). The four --cni-* install flags go together; unset, nothing is installed.")
 	fs.StringVar(&f.cniInstall.BinDir, "cni-bin-dir", "", "The node's CNI binary directory, e.g. /opt/cni/bin.")
 	fs.StringVar(&f.cniInstall.ConflistSource, "cni-conf-source", "", "The conflist to install, e.g. /etc/sluice/10-sluice.conflist from the agent ConfigMap.")

@@ -12,6 +12,7 @@ import (
 	v1 "github.com/sluice-dev/sluice/api/v1"
 	"github.com/sluice-dev/sluice/internal/agent"
 	"github.com/sluice-dev/sluice/internal/agentmanifest"
+	"github.com/sluice-dev/sluice/internal/cni"
 	"github.com/sluice-dev/sluice/internal/datapath"
 )
 
@@ -59,13 +60,13 @@ func TestOptionsFromTheRenderedConfig(t *testing.T) {
 		t.Errorf("level %q from the config's logLevel debug", level)
 	}
 	if opts.NodeName != "node-1" || opts.SocketPath != agent.DefaultSocket || opts.StateFile != agent.DefaultStateFile ||
-		opts.HealthAddr != "127.0.0.1:9879" || opts.AllocationFile != agentmanifest.AllocationFile || opts.CNIStateDir != agentmanifest.CNIStateDir ||
+		opts.HealthAddr != "127.0.0.1:9879" || opts.AllocationFile != cni.DefaultAllocationFile || opts.CNIStateDir != cni.DefaultStateDir ||
 		opts.ProcSysNet != "/proc/sys/net" {
 		t.Errorf("options %+v", opts)
 	}
 	// The socket the agent listens on is the one the conflist names.
-	if opts.SocketPath != agentmanifest.AgentSocket {
-		t.Errorf("agent socket %s, conflist's %s", opts.SocketPath, agentmanifest.AgentSocket)
+	if opts.SocketPath != cni.DefaultAgentSocket {
+		t.Errorf("agent socket %s, conflist's %s", opts.SocketPath, cni.DefaultAgentSocket)
 	}
 }
 

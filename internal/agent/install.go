@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/sluice-dev/sluice/internal/cni"
+	"github.com/sluice-dev/sluice/internal/fsutil"
 )
 
 // CNIInstall is where the agent puts the CNI plugin and its network
@@ -68,7 +68,7 @@ func installFile(src, dst string, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(dst), err)
 	}
-	if err := cni.WriteFileAtomic(dst, data, mode); err != nil {
+	if err := fsutil.WriteFileAtomic(dst, data, mode); err != nil {
 		return fmt.Errorf("write %s: %w", dst, err)
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-dev/sluice/internal/cni"
+	"github.com/sluice-dev/sluice/internal/fsutil"
 )
 
 // stateVersion is the version of the state file's format.
@@ -77,7 +78,7 @@ func writeState(path string, regs map[string]*registration, ids idAllocator) err
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}
-	if err := cni.WriteFileAtomic(path, append(data, '\n'), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write state file: %w", err)
 	}
 	return nil

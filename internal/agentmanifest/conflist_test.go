@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
+	"github.com/sluice-dev/sluice/internal/cni"
 )
 
 func TestConflist(t *testing.T) {
@@ -26,8 +27,8 @@ func TestConflist(t *testing.T) {
 		}
 		plugin := got.Plugins[0]
 		for key, want := range map[string]any{
-			"type": "sluice-cni", "allocationFile": AllocationFile, "stateDir": CNIStateDir, "mtu": float64(DefaultMTU),
-			"agentSocket": AgentSocket,
+			"type": cni.PluginType, "allocationFile": cni.DefaultAllocationFile, "stateDir": cni.DefaultStateDir,
+			"mtu": float64(cni.DefaultMTU), "agentSocket": cni.DefaultAgentSocket,
 		} {
 			if plugin[key] != want {
 				t.Errorf("plugin %s = %v, want %v", key, plugin[key], want)

@@ -12,6 +12,8 @@ import (
 	"slices"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/sluice-dev/sluice/internal/fsutil"
 )
 
 // writeFiles writes each file into dir unless it already holds that content.
@@ -53,37 +55,5 @@ func writeFileIfChanged(path string, content []byte, mode os.FileMode) (changed 
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return false, err
 	}
-	return true, writeFileAtomic(path, content, mode)
-}
-
-// writeFileAtomic writes to a temporary file in the same directory and
-// renames it over path, so a reader never sees a half-written file.
-func writeFileAtomic(path string, content []byte, mode os.FileMode) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(content); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	// Flush before the rename publishes the file, or a crash could leave an
-	// empty file under the final name.
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return true, fsutil.WriteFileAtomic(path, content, mode)
 }

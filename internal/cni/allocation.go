@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+
+	"github.com/sluice-dev/sluice/internal/fsutil"
 )
 
 // Allocation modes, as in the NodeNetwork status.
@@ -46,7 +48,7 @@ func WriteAllocation(path string, a Allocation) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create directory of %s: %w", path, err)
 	}
-	return writeFileAtomic(path, append(data, '\n'), 0o644)
+	return fsutil.WriteFileAtomic(path, append(data, '\n'), 0o644)
 }
 
 // ReadAllocation reads and validates the allocation file. A missing file

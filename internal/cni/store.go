@@ -12,6 +12,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/fsutil"
 )
 
 const (
@@ -136,7 +138,7 @@ func (s *Store) Save() error {
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(s.dir, stateFileName), append(data, '\n'), 0o644)
+	return fsutil.WriteFileAtomic(filepath.Join(s.dir, stateFileName), append(data, '\n'), 0o644)
 }
 
 // Reservations returns a copy of all reservations, ordered by address.

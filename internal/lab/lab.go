@@ -41,6 +41,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/sluice-dev/sluice/internal/fsutil"
 )
 
 // Names the lab gives the objects it installs; the operator publishes its CA
@@ -184,7 +186,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, retErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("render kubeconfig: %w", err)
 	}
-	if err := writeFileAtomic(kubeconfig, kc); err != nil {
+	if err := fsutil.WriteFileAtomic(kubeconfig, kc, 0o600); err != nil {
 		return nil, fmt.Errorf("write kubeconfig: %w", err)
 	}
 	logf("lab: wrote the kubeconfig of user %s (group system:masters) to %s", AdminUser, kubeconfig)
@@ -281,14 +283,6 @@ func waitEstablished(ctx context.Context, c client.Client, name string) error {
 		return fmt.Errorf("wait for CRD %s to be established: %w", name, err)
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // splitYAML splits a multi-document YAML stream, dropping documents that

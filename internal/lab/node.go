@@ -46,6 +46,8 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/sluice-dev/sluice/internal/cni"
 )
 
 // HostNetNS is the name of the demo node's host network namespace, and
@@ -98,7 +100,7 @@ func (n *Node) cacheDir() string  { return filepath.Join(n.Dir, "cni-cache") }
 func (n *Node) podsDir() string   { return filepath.Join(n.Dir, "pods") }
 
 // ConflistPath is sluice-cni's conflist.
-func (n *Node) ConflistPath() string { return filepath.Join(n.Dir, "10-sluice.conflist") }
+func (n *Node) ConflistPath() string { return filepath.Join(n.Dir, cni.ConflistFileName) }
 
 // AllocationFile is the conflist's allocationFile (the agent writes it).
 func (n *Node) AllocationFile() string { return filepath.Join(n.Dir, "allocation.json") }
@@ -178,9 +180,13 @@ func (n *Node) Up(nodeName, kubeconfig string) (*NodeState, error) {
 	}); err != nil {
 		return nil, err
 	}
-	conflist := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"sluice","plugins":[{"type":"sluice-cni","mtu":1500,"allocationFile":%q,"stateDir":%q,"hostVethPrefix":"slc","agentSocket":%q}]}`+"\n",
-		n.AllocationFile(), n.CNIStateDir(), n.AgentSocket())
-	if err := os.WriteFile(n.ConflistPath(), []byte(conflist), 0o644); err != nil {
+	conflist, err := cni.RenderConflist(cni.ConflistOptions{
+		AllocationFile: n.AllocationFile(), StateDir: n.CNIStateDir(), AgentSocket: n.AgentSocket(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(n.ConflistPath(), conflist, 0o644); err != nil {
 		return nil, err
 	}
 	st := &NodeState{NodeName: nodeName, Kubeconfig: kc, APIAddr: apiAddr}

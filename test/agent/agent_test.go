@@ -111,9 +111,11 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w.cni = libcni.NewCNIConfigWithCacheDir([]string{nodelab.PluginDir(t)}, filepath.Join(w.dir, "cache"), nil)
-	w.list, err = libcni.ConfListFromBytes(fmt.Appendf(nil,
-		`{"cniVersion":"1.1.0","name":"sluice","plugins":[{"type":"sluice-cni","mtu":1500,"allocationFile":%q,"stateDir":%q,"hostVethPrefix":"slc","agentSocket":%q}]}`,
-		w.lab.AllocationFile, w.lab.StateDir, w.socket))
+	conf, err := cni.RenderConflist(cni.ConflistOptions{AllocationFile: w.lab.AllocationFile, StateDir: w.lab.StateDir, AgentSocket: w.socket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.list, err = libcni.ConfListFromBytes(conf)
 	if err != nil {
 		t.Fatal(err)
 	}

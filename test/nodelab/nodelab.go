@@ -29,6 +29,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
 	"github.com/vishvananda/netlink"
+
+	"github.com/sluice-dev/sluice/internal/cni"
 )
 
 // RequireEnv is the variable that turns a privileged test's skip into a
@@ -107,9 +109,11 @@ func NewNode(t testing.TB) *Node {
 		return nil
 	})
 	n.cni = libcni.NewCNIConfigWithCacheDir([]string{PluginDir(t)}, filepath.Join(dir, "cache"), nil)
-	list, err := libcni.ConfListFromBytes(fmt.Appendf(nil,
-		`{"cniVersion":"1.1.0","name":"sluice","plugins":[{"type":"sluice-cni","mtu":1500,"allocationFile":%q,"stateDir":%q,"hostVethPrefix":"slc"}]}`,
-		n.AllocationFile, n.StateDir))
+	conf, err := cni.RenderConflist(cni.ConflistOptions{AllocationFile: n.AllocationFile, StateDir: n.StateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := libcni.ConfListFromBytes(conf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package cni
+package fsutil
 
 import (
 	"fmt"
@@ -6,11 +6,14 @@ import (
 	"path/filepath"
 )
 
-// writeFileAtomic replaces path with data so that a reader, or a process
-// that reads after a crash, sees either the old content or the new one:
-// temporary file in the same directory, fsync, rename, fsync of the
-// directory (which makes the rename itself durable).
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+// WriteFileAtomic replaces path with data: a reader sees either the old
+// content or the new one, never a torn file, and so does a process that
+// reads after a crash. The data goes to a temporary file in the same
+// directory (a rename is atomic only within one file system), which is
+// synced, renamed over path, and then the directory is synced, which makes
+// the rename itself durable. perm applies to the new file whatever the
+// umask.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -28,6 +31,8 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 	if _, err = tmp.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", tmp.Name(), err)
 	}
+	// Flush before the rename publishes the file, or a crash could leave
+	// an empty file under the final name.
 	if err = tmp.Sync(); err != nil {
 		return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
 	}
@@ -50,10 +55,4 @@ func syncDir(dir string) error {
 		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
-}
-
-// WriteFileAtomic is writeFileAtomic for the node agent's own state: the
-// same guarantee (old or new content, never torn) for any file.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	return writeFileAtomic(path, data, perm)
 }
