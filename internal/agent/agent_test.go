@@ -58,8 +58,8 @@ func gather(t *testing.T, g prometheus.Gatherer) map[string]float64 {
 // those whose veth is gone, and only then is ready.
 func TestRecovery(t *testing.T) {
 	objs := []client.Object{
-		namespace("prod", nil),
-		pod("prod", "web", testNode, nil), pod("prod", "api", testNode, nil), pod("prod", "old", testNode, nil),
+		prod(),
+		pod("web", testNode, nil), pod("api", testNode, nil), pod("old", testNode, nil),
 	}
 	att := newFakeAttacher(map[int]string{11: "slc1", 12: "slc2", 13: "slc3"})
 	r1 := newRig(t, att, objs)
@@ -101,7 +101,7 @@ func TestRecovery(t *testing.T) {
 // failure is what the agent reports meanwhile.
 func TestApplyFailureIsRetried(t *testing.T) {
 	g := NewWithT(t)
-	reader := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(namespace("prod", nil)).Build()
+	reader := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(prod()).Build()
 	dp := &fakeDP{err: errors.New("boom")}
 	p, err := assemble(partsConfig{log: testr.New(t), node: testNode, reader: reader, dp: dp,
 		attacher: newFakeAttacher(nil), registerTimeout: time.Second, retryDelay: 20 * time.Millisecond})
@@ -126,7 +126,7 @@ func TestApplyFailureIsRetried(t *testing.T) {
 // counters of a registered pod, read at scrape time.
 func TestMetrics(t *testing.T) {
 	att := newFakeAttacher(map[int]string{11: "slc1"})
-	r := newRig(t, att, []client.Object{namespace("prod", nil), pod("prod", "web", testNode, nil)})
+	r := newRig(t, att, []client.Object{prod(), pod("web", testNode, nil)})
 	if _, err := r.client.PutEndpoint(context.Background(), "c1", cniEndpoint("prod", "web", "10.1.0.5", "slc1", 11)); err != nil {
 		t.Fatal(err)
 	}

@@ -23,11 +23,11 @@ func TestPutEndpoint(t *testing.T) {
 	web := map[string]string{"app": "web"}
 	baseObjs := func() []client.Object {
 		return []client.Object{
-			namespace("prod", nil),
-			pod("prod", "web", testNode, web),
-			pod("prod", "far", "node-b", web, "10.1.1.9"),
-			pod("prod", "holder", "node-b", web, "10.1.0.7"),
-			pod("prod", "host", testNode, nil),
+			prod(),
+			pod("web", testNode, web),
+			pod("far", "node-b", web, "10.1.1.9"),
+			pod("holder", "node-b", web, "10.1.0.7"),
+			pod("host", testNode, nil),
 		}
 	}
 	for _, tc := range []struct {
@@ -142,7 +142,7 @@ func TestPutEndpoint(t *testing.T) {
 
 func TestEndpointLifecycle(t *testing.T) {
 	att := newFakeAttacher(map[int]string{11: "slc1", 12: "slc2"})
-	r := newRig(t, att, []client.Object{namespace("prod", nil), pod("prod", "web", testNode, nil)})
+	r := newRig(t, att, []client.Object{prod(), pod("web", testNode, nil)})
 	ctx := context.Background()
 
 	if err := r.client.DeleteEndpoint(ctx, "unknown"); err != nil {

@@ -193,13 +193,15 @@ func (r *rig) endpointIDs() map[string]uint32 {
 	return out
 }
 
-func namespace(name string, labels map[string]string) *corev1.Namespace {
-	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+// prod is the tests' namespace.
+func prod() *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "prod"}}
 }
 
-func pod(ns, name, node string, labels map[string]string, ips ...string) *corev1.Pod {
+// pod is a running pod of namespace prod.
+func pod(name, node string, labels map[string]string, ips ...string) *corev1.Pod {
 	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: name, Labels: labels},
 		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "x"}}},
 		Status:     corev1.PodStatus{Phase: corev1.PodRunning},
 	}

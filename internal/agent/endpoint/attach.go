@@ -68,6 +68,7 @@ func checkLink(name string, ifindex int) error {
 	return nil
 }
 
+// Attach checks the link and attaches the datapath to it.
 func (a *DatapathAttacher) Attach(name string, ifindex int, podIPs []netip.Addr) (io.Closer, error) {
 	var c io.Closer
 	err := a.in(func() error {
@@ -81,8 +82,10 @@ func (a *DatapathAttacher) Attach(name string, ifindex int, podIPs []netip.Addr)
 	return c, err
 }
 
+// Spoofed reads the veth's spoofed-packet count from the datapath.
 func (a *DatapathAttacher) Spoofed(ifindex int) (uint64, error) { return a.DP.Spoofed(ifindex) }
 
+// Exists checks the link in the node's network namespace.
 func (a *DatapathAttacher) Exists(name string, ifindex int) (bool, error) {
 	var ok bool
 	err := a.in(func() error {

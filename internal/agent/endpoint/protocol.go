@@ -11,17 +11,17 @@ import (
 type Kind uint8
 
 const (
-	// Internal: the agent failed (500).
+	// Internal means the agent failed (500).
 	Internal Kind = iota
-	// Invalid: the request is wrong, and will be when retried (400).
+	// Invalid means the request is wrong, and will be when retried (400).
 	Invalid
-	// NotFound: no such registration (404).
+	// NotFound means there is no such registration (404).
 	NotFound
-	// Conflict: the request contradicts the cluster's state: the pod is
+	// Conflict means the request contradicts the cluster's state: the pod is
 	// on another node, on the host network, or its address is another
 	// pod's (409).
 	Conflict
-	// Unavailable: the agent can't enforce the pod's policy now (not
+	// Unavailable means the agent can't enforce the pod's policy now (not
 	// ready, not in time, the datapath refused); a retry may succeed (503).
 	Unavailable
 )

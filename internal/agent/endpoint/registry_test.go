@@ -127,8 +127,9 @@ func pod(name, node string) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: name}, Spec: corev1.PodSpec{NodeName: node}}
 }
 
-func ep(name, ip, hostIf string, idx int) cni.Endpoint {
-	return cni.Endpoint{Namespace: "prod", Name: name, IfName: "eth0", IPs: []netip.Addr{netip.MustParseAddr(ip)}, HostIfName: hostIf, HostIfIndex: idx}
+// ep is a registration of 10.1.0.5 for pod prod/name.
+func ep(name, hostIf string, idx int) cni.Endpoint {
+	return cni.Endpoint{Namespace: "prod", Name: name, IfName: "eth0", IPs: []netip.Addr{netip.MustParseAddr("10.1.0.5")}, HostIfName: hostIf, HostIfIndex: idx}
 }
 
 func TestOnePerFamily(t *testing.T) {
@@ -183,7 +184,7 @@ func TestRegisterWaitsForItsBatch(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		st, err := r.Register(context.Background(), "c1", ep("web", "10.1.0.5", "slc1", 11))
+		st, err := r.Register(context.Background(), "c1", ep("web", "slc1", 11))
 		done <- result{st, err}
 	}()
 	g.Eventually(func() []string { p.mu.Lock(); defer p.mu.Unlock(); return slices.Clone(p.changed) }).Should(Equal([]string{"prod/web"}))
@@ -214,18 +215,20 @@ func TestRegisterRefusals(t *testing.T) {
 	}{
 		{name: "no namespace", ep: cni.Endpoint{Name: "web", IfName: "eth0", IPs: []netip.Addr{netip.MustParseAddr("10.1.0.5")}, HostIfName: "slc1", HostIfIndex: 11},
 			kind: Invalid, msg: "namespace and name"},
-		{name: "host veth missing", ep: ep("web", "10.1.0.5", "slc9", 99), kind: Invalid, msg: "does not exist"},
-		{name: "pod on another node", ep: ep("far", "10.1.0.5", "slc1", 11), kind: Conflict, msg: "scheduled on node node-b"},
-		{name: "not ready", ep: ep("web", "10.1.0.5", "slc1", 11), policy: func(p *fakePolicy) { p.notReady = "the agent is starting: x" },
+		{name: "host veth missing", ep: ep("web", "slc9", 99), kind: Invalid, msg: "does not exist"},
+		{name: "pod on another node", ep: ep("far", "slc1", 11), kind: Conflict, msg: "scheduled on node node-b"},
+		{name: "not ready", ep: ep("web", "slc1", 11), policy: func(p *fakePolicy) { p.notReady = "the agent is starting: x" },
 			kind: Unavailable, msg: "the agent is starting: x"},
-		{name: "compile refused the pod", ep: ep("web", "10.1.0.5", "slc1", 11),
-			policy: func(p *fakePolicy) { p.enf = Enforcement{Batch: 1, PodErrors: map[string]string{"prod/web": "IP taken"}} },
-			kind:   Conflict, msg: "pod prod/web: IP taken", changed: true},
-		{name: "apply failed", ep: ep("web", "10.1.0.5", "slc1", 11),
+		{name: "compile refused the pod", ep: ep("web", "slc1", 11),
+			policy: func(p *fakePolicy) {
+				p.enf = Enforcement{Batch: 1, PodErrors: map[string]string{"prod/web": "IP taken"}}
+			},
+			kind: Conflict, msg: "pod prod/web: IP taken", changed: true},
+		{name: "apply failed", ep: ep("web", "slc1", 11),
 			policy: func(p *fakePolicy) { p.enf = Enforcement{Batch: 1, Err: errors.New("map full")} },
 			kind:   Unavailable, msg: "applying the policy snapshot failed: map full", changed: true},
-		{name: "pod unknown", ep: ep("ghost", "10.1.0.5", "slc1", 11), kind: Unavailable, msg: "not found", changed: true},
-		{name: "not in time", ep: ep("web", "10.1.0.5", "slc1", 11), kind: Unavailable, msg: "policy not applied in time", changed: true},
+		{name: "pod unknown", ep: ep("ghost", "slc1", 11), kind: Unavailable, msg: "not found", changed: true},
+		{name: "not in time", ep: ep("web", "slc1", 11), kind: Unavailable, msg: "policy not applied in time", changed: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newFakePolicy()

@@ -180,7 +180,7 @@ func TestChangesReachTheView(t *testing.T) {
 func TestRegisteredPodIsThisNodes(t *testing.T) {
 	g := NewWithT(t)
 	reg := &registry{regs: map[string][]netip.Addr{
-		"prod/web":  {netip.MustParseAddr("10.1.0.5")},
+		"prod/web":   {netip.MustParseAddr("10.1.0.5")},
 		"prod/newer": {netip.MustParseAddr("10.1.0.7")},
 	}}
 	r := newRig(t, reg, namespace("prod"),
