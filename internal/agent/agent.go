@@ -5,31 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
-	"os"
 	"path/filepath"
-	"reflect"
 	"sync"
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
+	"github.com/sluice-dev/sluice/internal/agent/endpoint"
+	"github.com/sluice-dev/sluice/internal/agent/policysync"
 	"github.com/sluice-dev/sluice/internal/cni"
 	"github.com/sluice-dev/sluice/internal/datapath"
 	"github.com/sluice-dev/sluice/internal/nodeipam"
@@ -37,11 +31,24 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultSocket      = cni.DefaultAgentSocket
-	DefaultStateFile   = "/var/run/sluice/agent-state.json"
-	DefaultHealthAddr  = "127.0.0.1:9879"
-	DefaultMetricsAddr = "127.0.0.1:9880"
+	DefaultSocket           = cni.DefaultAgentSocket
+	DefaultStateFile        = "/var/run/sluice/agent-state.json"
+	DefaultHealthAddr       = "127.0.0.1:9879"
+	DefaultMetricsAddr      = "127.0.0.1:9880"
+	DefaultIPAMSyncInterval = 5 * time.Second
+	DefaultGCInterval       = 30 * time.Second
+	// DefaultRegisterTimeout is the plugin's wait for a PUT less
+	// RegisterMargin.
+	DefaultRegisterTimeout = cni.AgentRegisterTimeout - RegisterMargin
 )
+
+// RegisterMargin is how much sooner than the plugin the agent gives up on
+// a registration. The agent's answer says why an ADD failed, and the
+// registration it forgets must be gone before the plugin, seeing the
+// failure, releases the address and deletes the veth; an agent that
+// timed out after the plugin would answer no one and leave that to its
+// sweep. 5 s covers the answer's trip and the detach.
+const RegisterMargin = 5 * time.Second
 
 // Options configure an Agent.
 type Options struct {
@@ -79,7 +86,8 @@ type Options struct {
 	// empty: no IPAM sync).
 	AllocationFile string
 	CNIStateDir    string
-	// IPAMSyncInterval is how often the NodeNetwork is synced (5 s).
+	// IPAMSyncInterval is how often the NodeNetwork is synced
+	// (DefaultIPAMSyncInterval).
 	IPAMSyncInterval time.Duration
 
 	// NetNS is the node's network namespace, where the host veths are;
@@ -92,13 +100,68 @@ type Options struct {
 	// forwarding alone (development).
 	ProcSysNet string
 	// GCInterval is how often registrations whose veth is gone are
-	// forgotten (30 s).
+	// forgotten (DefaultGCInterval).
 	GCInterval time.Duration
-	// RegisterTimeout bounds how long a PUT waits for its policy (25 s).
+	// RegisterTimeout bounds how long a PUT waits for its policy
+	// (DefaultRegisterTimeout); it must leave the plugin RegisterMargin
+	// of its cni.AgentRegisterTimeout.
 	RegisterTimeout time.Duration
 
 	// Logger (ctrl.Log.WithName("agent") when zero).
 	Logger logr.Logger
+}
+
+// Defaults fills in the zero fields.
+func (o *Options) Defaults() {
+	def := func(s *string, d string) {
+		if *s == "" {
+			*s = d
+		}
+	}
+	def(&o.SocketPath, DefaultSocket)
+	def(&o.StateFile, DefaultStateFile)
+	def(&o.HealthAddr, DefaultHealthAddr)
+	def(&o.MetricsAddr, DefaultMetricsAddr)
+	if o.IPAMSyncInterval <= 0 {
+		o.IPAMSyncInterval = DefaultIPAMSyncInterval
+	}
+	if o.GCInterval <= 0 {
+		o.GCInterval = DefaultGCInterval
+	}
+	if o.RegisterTimeout <= 0 {
+		o.RegisterTimeout = DefaultRegisterTimeout
+	}
+	if o.Registry == nil {
+		o.Registry = ctrlmetrics.Registry
+	}
+	if o.Logger.GetSink() == nil {
+		o.Logger = ctrl.Log.WithName("agent")
+	}
+}
+
+// Validate checks defaulted options.
+func (o *Options) Validate() error {
+	if o.NodeName == "" {
+		return errors.New("agent: no node name (set --node-name or NODE_NAME)")
+	}
+	if o.RESTConfig == nil {
+		return errors.New("agent: no API server configuration")
+	}
+	for _, p := range []struct{ name, path string }{{"socket", o.SocketPath}, {"state file", o.StateFile}} {
+		if !filepath.IsAbs(p.path) {
+			return fmt.Errorf("agent: %s %q must be an absolute path", p.name, p.path)
+		}
+	}
+	if o.ProcSysNet != "" && !filepath.IsAbs(o.ProcSysNet) {
+		return fmt.Errorf("agent: /proc/sys/net directory %q must be an absolute path", o.ProcSysNet)
+	}
+	if (o.AllocationFile == "") != (o.CNIStateDir == "") {
+		return errors.New("agent: set both AllocationFile and CNIStateDir, or neither")
+	}
+	if o.RegisterTimeout > cni.AgentRegisterTimeout-RegisterMargin {
+		return fmt.Errorf("agent: register timeout %v must leave the CNI plugin's %v a margin of %v", o.RegisterTimeout, cni.AgentRegisterTimeout, RegisterMargin)
+	}
+	return nil
 }
 
 // Agent is the node agent: it compiles the cluster's NetworkPolicies for
@@ -108,52 +171,15 @@ type Agent struct {
 	opts Options
 
 	mu         sync.Mutex
-	eng        *engine
+	endpoints  *endpoint.Registry // nil until Run has loaded the datapath
 	healthAddr net.Addr
 }
 
 // New checks the options and fills in the defaults.
 func New(opts Options) (*Agent, error) {
-	if opts.NodeName == "" {
-		return nil, errors.New("agent: no node name (set --node-name or NODE_NAME)")
-	}
-	if opts.RESTConfig == nil {
-		return nil, errors.New("agent: no API server configuration")
-	}
-	def := func(s *string, d string) {
-		if *s == "" {
-			*s = d
-		}
-	}
-	def(&opts.SocketPath, DefaultSocket)
-	def(&opts.StateFile, DefaultStateFile)
-	def(&opts.HealthAddr, DefaultHealthAddr)
-	def(&opts.MetricsAddr, DefaultMetricsAddr)
-	for _, p := range []struct{ name, path string }{{"socket", opts.SocketPath}, {"state file", opts.StateFile}} {
-		if !filepath.IsAbs(p.path) {
-			return nil, fmt.Errorf("agent: %s %q must be an absolute path", p.name, p.path)
-		}
-	}
-	if opts.ProcSysNet != "" && !filepath.IsAbs(opts.ProcSysNet) {
-		return nil, fmt.Errorf("agent: /proc/sys/net directory %q must be an absolute path", opts.ProcSysNet)
-	}
-	if (opts.AllocationFile == "") != (opts.CNIStateDir == "") {
-		return nil, errors.New("agent: set both AllocationFile and CNIStateDir, or neither")
-	}
-	if opts.IPAMSyncInterval <= 0 {
-		opts.IPAMSyncInterval = 5 * time.Second
-	}
-	if opts.GCInterval <= 0 {
-		opts.GCInterval = 30 * time.Second
-	}
-	if opts.RegisterTimeout <= 0 {
-		opts.RegisterTimeout = 25 * time.Second
-	}
-	if opts.Registry == nil {
-		opts.Registry = ctrlmetrics.Registry
-	}
-	if opts.Logger.GetSink() == nil {
-		opts.Logger = ctrl.Log.WithName("agent")
+	opts.Defaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	return &Agent{opts: opts}, nil
 }
@@ -162,9 +188,9 @@ func New(opts Options) (*Agent, error) {
 // first snapshot applied, registered endpoints recovered.
 func (a *Agent) Ready() bool {
 	a.mu.Lock()
-	e := a.eng
+	reg := a.endpoints
 	a.mu.Unlock()
-	return e != nil && e.notReady() == ""
+	return reg != nil && reg.NotReady() == ""
 }
 
 // HealthAddr is the address /healthz and /readyz are served on, once Run
@@ -190,19 +216,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	o := a.opts
 	log := o.Logger.WithValues("node", o.NodeName)
 	ctx = logr.NewContext(ctx, log)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 
-	release, err := lockState(o.StateFile)
+	release, err := endpoint.LockState(o.StateFile)
 	if err != nil {
 		return err
 	}
 	defer release()
-	st, err := readState(o.StateFile)
-	if err != nil {
-		return err
-	}
-
 	dp, err := datapath.New(o.Datapath)
 	if err != nil {
 		return fmt.Errorf("load the datapath: %w", err)
@@ -212,330 +231,105 @@ func (a *Agent) Run(ctx context.Context) error {
 			log.Error(cerr, "Closing the datapath failed")
 		}
 	}()
-	log.Info("Datapath loaded", "pinDir", o.Datapath.PinDir, "endpointsRegistered", len(st.Endpoints))
 	if err := a.setUpForwarding(log); err != nil {
 		return err
 	}
-
-	c, err := newCache(o.RESTConfig)
+	c, err := cache.New(o.RESTConfig, cache.Options{Scheme: Scheme(), ByObject: policysync.CacheByObject()})
+	if err != nil {
+		return fmt.Errorf("create the cache: %w", err)
+	}
+	p, err := assemble(partsConfig{
+		log: log, node: o.NodeName, reader: c, dp: dp,
+		attacher:  &endpoint.DatapathAttacher{DP: dp, NetNS: o.NetNS},
+		statePath: o.StateFile, registerTimeout: o.RegisterTimeout,
+	})
 	if err != nil {
 		return err
 	}
-	rec := &applyRecorder{dataplane: dp}
-	eng := newEngine(log, o.NodeName, c, rec, &datapathAttacher{dp: dp, netns: o.NetNS, pinDir: o.Datapath.PinDir}, o.StateFile)
-	eng.registerTimeout = o.RegisterTimeout
-	eng.loadState(st)
-	undo, err := eng.metrics.register(o.Registry)
+	log.Info("Datapath loaded", "pinDir", o.Datapath.PinDir, "endpointsRegistered", p.endpoints.Len())
+	undo, err := p.metrics.register(o.Registry)
 	if err != nil {
 		return err
 	}
 	defer undo()
+	if err := p.policy.Watch(ctx, c); err != nil {
+		return err
+	}
+	srv, err := a.listen(p)
+	if err != nil {
+		return err
+	}
+	rep, err := a.reporter(log, p)
+	if err != nil {
+		srv.close()
+		return err
+	}
+	ipam, err := a.ipamSyncer()
+	if err != nil {
+		srv.close()
+		return err
+	}
 	a.mu.Lock()
-	a.eng = eng
+	a.endpoints = p.endpoints
 	a.mu.Unlock()
-	if err := eng.watch(ctx, c); err != nil {
-		return err
-	}
 
-	g := &group{ctx: ctx, cancel: cancel}
-	defer g.wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop, err := a.serve(ctx, g, eng)
-	if err != nil {
+	g, gctx := errgroup.WithContext(ctx)
+	goNamed := func(name string, fn func() error) {
+		g.Go(func() error {
+			// After the first failure, the others' errors are its echo.
+			if err := fn(); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	srv.serve(gctx, goNamed)
+	goNamed("cache", func() error { return c.Start(gctx) })
+	goNamed("policy", func() error { return p.policy.Run(gctx, c.WaitForCacheSync) })
+	goNamed("applier", func() error { p.applier.Run(gctx); return nil })
+	goNamed("endpoints", func() error { p.endpoints.Run(gctx, o.GCInterval); return nil })
+	goNamed("status", func() error { rep.run(gctx); return nil })
+	if ipam != nil {
+		goNamed("ipam", func() error { return ipam.Run(gctx, o.IPAMSyncInterval) })
+	}
+	if err := a.installCNI(log); err != nil {
+		cancel()
+		srv.shutdown()
+		_ = g.Wait()
 		return err
 	}
-	defer stop()
-	if o.CNIInstall != nil {
-		if err := o.CNIInstall.Install(); err != nil {
-			return err
-		}
-		log.Info("Installed the CNI plugin and configuration", "binDir", o.CNIInstall.BinDir, "confDir", o.CNIInstall.ConfDir)
-	}
-	if err := a.background(ctx, g, eng, c); err != nil {
-		return err
-	}
-	if err := a.report(ctx, g, eng, rec); err != nil {
-		return err
-	}
-	<-ctx.Done()
+	<-gctx.Done()
 	log.Info("Stopping")
-	return g.err()
+	srv.shutdown()
+	return g.Wait()
 }
 
-// newCache is the cache of everything the agent follows, trimmed.
-func newCache(cfg *rest.Config) (cache.Cache, error) {
-	c, err := cache.New(cfg, cache.Options{
-		Scheme: Scheme(),
-		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}:                 {Transform: trimPod},
-			&corev1.Node{}:                {Transform: trimNode},
-			&corev1.Namespace{}:           {Transform: stripManaged},
-			&networkingv1.NetworkPolicy{}: {Transform: stripManaged},
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create the cache: %w", err)
-	}
-	return c, nil
-}
-
-// group runs the agent's goroutines; the first failure stops them all.
-type group struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	first  error
-}
-
-func (g *group) run(name string, fn func() error) {
-	g.wg.Go(func() {
-		if err := fn(); err != nil && g.ctx.Err() == nil {
-			g.mu.Lock()
-			if g.first == nil {
-				g.first = fmt.Errorf("%s: %w", name, err)
-			}
-			g.mu.Unlock()
-			g.cancel()
-		}
-	})
-}
-
-func (g *group) err() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.first
-}
-
-// serve listens on the socket and the health and metrics addresses and
-// returns what shuts the servers down.
-func (a *Agent) serve(ctx context.Context, g *group, eng *engine) (stop func(), err error) {
-	o := a.opts
-	var listeners []net.Listener
-	defer func() {
-		if err != nil {
-			for _, l := range listeners {
-				_ = l.Close()
-			}
-		}
-	}()
-	sock, err := listenSocket(o.SocketPath)
-	if err != nil {
-		return nil, err
-	}
-	listeners = append(listeners, sock)
-	handlers := []http.Handler{eng.socketHandler()}
-	if o.HealthAddr != "0" {
-		l, err := net.Listen("tcp", o.HealthAddr)
-		if err != nil {
-			return nil, fmt.Errorf("listen for health probes: %w", err)
-		}
-		a.mu.Lock()
-		a.healthAddr = l.Addr()
-		a.mu.Unlock()
-		listeners = append(listeners, l)
-		handlers = append(handlers, eng.healthHandler())
-	}
-	if o.MetricsAddr != "0" {
-		l, err := net.Listen("tcp", o.MetricsAddr)
-		if err != nil {
-			return nil, fmt.Errorf("listen for metrics: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{}))
-		listeners = append(listeners, l)
-		handlers = append(handlers, mux)
-	}
-	servers := make([]*http.Server, len(listeners))
-	for i, l := range listeners {
-		srv := &http.Server{
-			Handler:           handlers[i],
-			ReadHeaderTimeout: 10 * time.Second,
-			// Requests end with the agent: a PUT in flight fails (and
-			// the plugin cleans up) rather than outlive it.
-			BaseContext: func(net.Listener) context.Context { return ctx },
-		}
-		servers[i] = srv
-		g.run("serve "+l.Addr().String(), func() error {
-			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
-	}
-	return func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		for _, srv := range servers {
-			_ = srv.Shutdown(sctx)
-		}
-	}, nil
-}
-
-// background starts the cache, the policy worker, the endpoint sweep and
-// the IPAM sync.
-func (a *Agent) background(ctx context.Context, g *group, eng *engine, c cache.Cache) error {
-	o := a.opts
-	log := logr.FromContextOrDiscard(ctx)
-	g.run("cache", func() error { return c.Start(ctx) })
-	g.run("policy", func() error {
-		if !c.WaitForCacheSync(ctx) {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return errors.New("informer caches did not sync")
-		}
-		eng.setSynced()
-		log.Info("Caches synced")
-		eng.runWorker(ctx)
+// installCNI installs the CNI plugin and its conflist, once the endpoint
+// API is serving.
+func (a *Agent) installCNI(log logr.Logger) error {
+	in := a.opts.CNIInstall
+	if in == nil {
 		return nil
-	})
-	g.run("endpoint sweep", func() error {
-		t := time.NewTicker(o.GCInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-				if eng.notReady() == "" {
-					eng.gc()
-				}
-			}
-		}
-	})
-	if o.AllocationFile != "" {
-		direct, err := client.New(o.RESTConfig, client.Options{Scheme: Scheme()})
-		if err != nil {
-			return fmt.Errorf("create client: %w", err)
-		}
-		syncer := &nodeipam.Syncer{Client: direct, NodeName: o.NodeName, AllocationFile: o.AllocationFile, StateDir: o.CNIStateDir}
-		g.run("ipam", func() error { return syncer.Run(ctx, o.IPAMSyncInterval) })
 	}
+	if err := in.Install(); err != nil {
+		return err
+	}
+	log.Info("Installed the CNI plugin and configuration", "binDir", in.BinDir, "confDir", in.ConfDir)
 	return nil
 }
 
-// listenSocket listens on the endpoint API's socket, replacing a stale
-// one (the state lock says no other agent runs), readable by root only.
-func listenSocket(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create socket directory: %w", err)
+// ipamSyncer syncs this node's NodeNetwork into the plugin's allocation
+// file (nil when the options name none).
+func (a *Agent) ipamSyncer() (*nodeipam.Syncer, error) {
+	o := a.opts
+	if o.AllocationFile == "" {
+		return nil, nil
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove stale socket: %w", err)
-	}
-	l, err := net.Listen("unix", path)
+	direct, err := client.New(o.RESTConfig, client.Options{Scheme: Scheme()})
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
+		return nil, fmt.Errorf("create client: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		_ = l.Close()
-		return nil, fmt.Errorf("chmod %s: %w", path, err)
-	}
-	return l, nil
-}
-
-// healthHandler serves /healthz (the process answers) and /readyz (Ready,
-// with one check per condition, as controller-runtime's probes do).
-func (e *engine) healthHandler() http.Handler {
-	cond := func(ok func() bool, msg string) healthz.Checker {
-		return func(*http.Request) error {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			if !ok() {
-				return errors.New(msg)
-			}
-			return nil
-		}
-	}
-	ready := map[string]healthz.Checker{
-		"informers-synced": cond(func() bool { return e.synced }, "informer caches not synced"),
-		// The engine exists only once the datapath is loaded.
-		"datapath-loaded": healthz.Ping,
-		"policy-applied":  cond(func() bool { return e.applied }, "first policy snapshot not applied"),
-		"endpoints-recovered": cond(func() bool { return e.ready },
-			"endpoints registered before the restart not re-attached"),
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/healthz", http.StripPrefix("/healthz", &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}))
-	mux.Handle("/healthz/", http.StripPrefix("/healthz", &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}))
-	mux.Handle("/readyz", http.StripPrefix("/readyz", &healthz.Handler{Checks: ready}))
-	mux.Handle("/readyz/", http.StripPrefix("/readyz", &healthz.Handler{Checks: ready}))
-	return mux
-}
-
-// watch registers the informers' event handlers: every change of a
-// followed object queues its key.
-func (e *engine) watch(ctx context.Context, c cache.Cache) error {
-	for _, w := range []struct {
-		obj      client.Object
-		k        kind
-		relevant func(o, n any) bool
-	}{
-		{&corev1.Namespace{}, kindNamespace, labelsChanged},
-		{&corev1.Node{}, kindNode, func(o, n any) bool {
-			return !reflect.DeepEqual(o.(*corev1.Node).Status.Addresses, n.(*corev1.Node).Status.Addresses)
-		}},
-		{&networkingv1.NetworkPolicy{}, kindPolicy, func(o, n any) bool {
-			return !reflect.DeepEqual(o.(*networkingv1.NetworkPolicy).Spec, n.(*networkingv1.NetworkPolicy).Spec)
-		}},
-		{&corev1.Pod{}, kindPod, podChanged},
-	} {
-		inf, err := c.GetInformer(ctx, w.obj)
-		if err != nil {
-			return fmt.Errorf("informer for %T: %w", w.obj, err)
-		}
-		k, relevant := w.k, w.relevant
-		_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc: func(obj any) { e.enqueueObj(k, obj) },
-			UpdateFunc: func(o, n any) {
-				if relevant(o, n) {
-					e.enqueueObj(k, n)
-				}
-			},
-			DeleteFunc: func(obj any) { e.enqueueObj(k, obj) },
-		})
-		if err != nil {
-			return fmt.Errorf("event handler for %T: %w", w.obj, err)
-		}
-	}
-	return nil
-}
-
-func (e *engine) enqueueObj(k kind, obj any) {
-	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-		if t.Obj != nil {
-			obj = t.Obj
-		} else {
-			ns, name, err := toolscache.SplitMetaNamespaceKey(t.Key)
-			if err == nil {
-				e.enqueue(objKey{kind: k, namespace: ns, name: name})
-			}
-			return
-		}
-	}
-	m, err := meta.Accessor(obj)
-	if err != nil {
-		return
-	}
-	e.enqueue(objKey{kind: k, namespace: m.GetNamespace(), name: m.GetName()})
-}
-
-func labelsChanged(o, n any) bool {
-	om, err1 := meta.Accessor(o)
-	nm, err2 := meta.Accessor(n)
-	return err1 != nil || err2 != nil || !reflect.DeepEqual(om.GetLabels(), nm.GetLabels())
-}
-
-// podChanged: the cached pods are trimmed to what the agent reads, so any
-// difference but the resource version matters.
-func podChanged(o, n any) bool {
-	op, ok1 := o.(*corev1.Pod)
-	np, ok2 := n.(*corev1.Pod)
-	if !ok1 || !ok2 {
-		return true
-	}
-	a, b := op.DeepCopy(), np.DeepCopy()
-	a.ResourceVersion, b.ResourceVersion = "", ""
-	return !reflect.DeepEqual(a, b)
+	return &nodeipam.Syncer{Client: direct, NodeName: o.NodeName, AllocationFile: o.AllocationFile, StateDir: o.CNIStateDir}, nil
 }

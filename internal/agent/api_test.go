@@ -18,16 +18,16 @@ import (
 )
 
 // TestPutEndpoint: the socket API's PUT, through the plugin's client, on
-// an engine with fakes. Each case starts from a fresh engine.
+// the agent's parts with fakes. Each case starts from fresh parts.
 func TestPutEndpoint(t *testing.T) {
 	web := map[string]string{"app": "web"}
 	baseObjs := func() []client.Object {
 		return []client.Object{
-			namespace("prod", nil),
-			pod("prod", "web", testNode, web),
-			pod("prod", "far", "node-b", web, "10.1.1.9"),
-			pod("prod", "holder", "node-b", web, "10.1.0.7"),
-			pod("prod", "host", testNode, nil),
+			prod(),
+			pod("web", testNode, web),
+			pod("far", "node-b", web, "10.1.1.9"),
+			pod("holder", "node-b", web, "10.1.0.7"),
+			pod("host", testNode, nil),
 		}
 	}
 	for _, tc := range []struct {
@@ -41,24 +41,24 @@ func TestPutEndpoint(t *testing.T) {
 	}{{
 		name: "a pod of this node",
 		id:   "c1",
-		ep:   endpoint("prod", "web", "10.1.0.5", "slc1", 11),
+		ep:   cniEndpoint("prod", "web", "10.1.0.5", "slc1", 11),
 	}, {
 		name: "dual stack",
 		id:   "c1",
 		ep: cni.Endpoint{Namespace: "prod", Name: "web", IfName: "eth0", HostIfName: "slc1", HostIfIndex: 11,
 			IPs: []netip.Addr{netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("fd00::5")}},
 	}, {
-		name: "no namespace", id: "c1", ep: endpoint("", "web", "10.1.0.5", "slc1", 11),
+		name: "no namespace", id: "c1", ep: cniEndpoint("", "web", "10.1.0.5", "slc1", 11),
 		status: http.StatusBadRequest, msg: "namespace and name",
 	}, {
 		name: "no IPs", id: "c1",
 		ep:     cni.Endpoint{Namespace: "prod", Name: "web", IfName: "eth0", HostIfName: "slc1", HostIfIndex: 11},
 		status: http.StatusBadRequest, msg: "at least one IP",
 	}, {
-		name: "unspecified IP", id: "c1", ep: endpoint("prod", "web", "0.0.0.0", "slc1", 11),
+		name: "unspecified IP", id: "c1", ep: cniEndpoint("prod", "web", "0.0.0.0", "slc1", 11),
 		status: http.StatusBadRequest, msg: "not a pod address",
 	}, {
-		name: "no ifindex", id: "c1", ep: endpoint("prod", "web", "10.1.0.5", "slc1", 0),
+		name: "no ifindex", id: "c1", ep: cniEndpoint("prod", "web", "10.1.0.5", "slc1", 0),
 		status: http.StatusBadRequest, msg: "hostIfIndex",
 	}, {
 		name: "no ifName", id: "c1",
@@ -66,28 +66,28 @@ func TestPutEndpoint(t *testing.T) {
 			IPs: []netip.Addr{netip.MustParseAddr("10.1.0.5")}},
 		status: http.StatusBadRequest, msg: "ifName",
 	}, {
-		name: "host veth missing", id: "c1", ep: endpoint("prod", "web", "10.1.0.5", "slc9", 99),
+		name: "host veth missing", id: "c1", ep: cniEndpoint("prod", "web", "10.1.0.5", "slc9", 99),
 		status: http.StatusBadRequest, msg: "does not exist",
 	}, {
-		name: "host veth renamed", id: "c1", ep: endpoint("prod", "web", "10.1.0.5", "slcx", 11),
+		name: "host veth renamed", id: "c1", ep: cniEndpoint("prod", "web", "10.1.0.5", "slcx", 11),
 		status: http.StatusBadRequest, msg: "does not exist",
 	}, {
-		name: "pod on another node", id: "c1", ep: endpoint("prod", "far", "10.1.0.5", "slc1", 11),
+		name: "pod on another node", id: "c1", ep: cniEndpoint("prod", "far", "10.1.0.5", "slc1", 11),
 		status: http.StatusConflict, msg: "scheduled on node node-b",
 	}, {
-		name: "pod unknown", id: "c1", ep: endpoint("prod", "ghost", "10.1.0.5", "slc1", 11),
+		name: "pod unknown", id: "c1", ep: cniEndpoint("prod", "ghost", "10.1.0.5", "slc1", 11),
 		status: http.StatusServiceUnavailable, msg: "not found",
 	}, {
-		name: "host-network pod", id: "c1", ep: endpoint("prod", "host", "10.1.0.5", "slc1", 11),
+		name: "host-network pod", id: "c1", ep: cniEndpoint("prod", "host", "10.1.0.5", "slc1", 11),
 		edit: func(objs []client.Object) {
 			objs[4].(*corev1.Pod).Spec.HostNetwork = true
 		},
 		status: http.StatusConflict, msg: "host network",
 	}, {
-		name: "address held by another pod", id: "c1", ep: endpoint("prod", "web", "10.1.0.7", "slc1", 11),
+		name: "address held by another pod", id: "c1", ep: cniEndpoint("prod", "web", "10.1.0.7", "slc1", 11),
 		status: http.StatusConflict, msg: "already belongs to pod prod/holder",
 	}, {
-		name: "attach fails", id: "c1", ep: endpoint("prod", "web", "10.1.0.5", "slc1", 11),
+		name: "attach fails", id: "c1", ep: cniEndpoint("prod", "web", "10.1.0.5", "slc1", 11),
 		attachErr: errors.New("tcx says no"),
 		status:    http.StatusInternalServerError, msg: "tcx says no",
 	}} {
@@ -98,9 +98,9 @@ func TestPutEndpoint(t *testing.T) {
 			}
 			att := newFakeAttacher(map[int]string{11: "slc1"})
 			att.attachErr = tc.attachErr
-			r := newRig(t, att, objs, func(e *engine) {
+			r := newRig(t, att, objs, func(c *partsConfig) {
 				if tc.status == http.StatusServiceUnavailable || tc.msg == "host network" {
-					e.registerTimeout = 300 * time.Millisecond
+					c.registerTimeout = 300 * time.Millisecond
 				}
 			})
 			st, err := r.client.PutEndpoint(context.Background(), tc.id, tc.ep)
@@ -142,24 +142,24 @@ func TestPutEndpoint(t *testing.T) {
 
 func TestEndpointLifecycle(t *testing.T) {
 	att := newFakeAttacher(map[int]string{11: "slc1", 12: "slc2"})
-	r := newRig(t, att, []client.Object{namespace("prod", nil), pod("prod", "web", testNode, nil)})
+	r := newRig(t, att, []client.Object{prod(), pod("web", testNode, nil)})
 	ctx := context.Background()
 
 	if err := r.client.DeleteEndpoint(ctx, "unknown"); err != nil {
 		t.Fatalf("DELETE of an unknown endpoint: %v", err)
 	}
-	if _, err := r.client.PutEndpoint(ctx, "c1", endpoint("prod", "web", "10.1.0.5", "slc1", 11)); err != nil {
+	if _, err := r.client.PutEndpoint(ctx, "c1", cniEndpoint("prod", "web", "10.1.0.5", "slc1", 11)); err != nil {
 		t.Fatal(err)
 	}
 	// Again, same veth: nothing changes.
-	if _, err := r.client.PutEndpoint(ctx, "c1", endpoint("prod", "web", "10.1.0.5", "slc1", 11)); err != nil {
+	if _, err := r.client.PutEndpoint(ctx, "c1", cniEndpoint("prod", "web", "10.1.0.5", "slc1", 11)); err != nil {
 		t.Fatal(err)
 	}
 	if att.live(11) != 1 || att.attaches != 1 {
 		t.Fatalf("after a repeated PUT: %d live, %d attaches", att.live(11), att.attaches)
 	}
 	// A retried ADD rebuilt the veth: the attachment moves.
-	st, err := r.client.PutEndpoint(ctx, "c1", endpoint("prod", "web", "10.1.0.6", "slc2", 12))
+	st, err := r.client.PutEndpoint(ctx, "c1", cniEndpoint("prod", "web", "10.1.0.6", "slc2", 12))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestEndpointLifecycle(t *testing.T) {
 	if _, ok := endpointIn(r.dp.last(), "10.1.0.6"); !ok || !st.Enforced {
 		t.Error("the new address is no endpoint")
 	}
-	if list := r.e.endpointList(); len(list) != 1 || list[0].ContainerID != "c1" {
+	if list := r.p.endpoints.List(); len(list) != 1 || list[0].ContainerID != "c1" {
 		t.Fatalf("list: %v", list)
 	}
 
@@ -208,7 +208,7 @@ func TestSocketErrors(t *testing.T) {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			req, _ := http.NewRequest(tc.method, "http://agent"+tc.path, bytes.NewBufferString(tc.body))
 			rec := &recorder{header: http.Header{}}
-			r.e.socketHandler().ServeHTTP(rec, req)
+			r.p.endpoints.Handler().ServeHTTP(rec, req)
 			if rec.status != tc.status {
 				t.Fatalf("status %d, want %d: %s", rec.status, tc.status, rec.body.String())
 			}
@@ -240,7 +240,7 @@ func (r *recorder) WriteHeader(s int) { r.status = s }
 // TestUnreachableAgent: the client's error for a socket nobody serves.
 func TestUnreachableAgent(t *testing.T) {
 	sock := t.TempDir() + "/none.sock"
-	_, err := cni.NewAgentClient(sock).PutEndpoint(context.Background(), "c1", endpoint("a", "b", "10.0.0.1", "x", 1))
+	_, err := cni.NewAgentClient(sock).PutEndpoint(context.Background(), "c1", cniEndpoint("a", "b", "10.0.0.1", "x", 1))
 	var u *cni.AgentUnreachableError
 	if !errors.As(err, &u) || !strings.HasPrefix(err.Error(), "node agent not reachable at "+sock+": ") {
 		t.Fatalf("error %v", err)

@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/sluice-dev/sluice/internal/agent/endpoint"
 	"github.com/sluice-dev/sluice/internal/cni"
 	"github.com/sluice-dev/sluice/internal/datapath"
 	"github.com/sluice-dev/sluice/internal/policy"
@@ -97,7 +99,7 @@ func (a *fakeAttacher) Attach(name string, idx int, _ []netip.Addr) (io.Closer, 
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.links[idx] != name {
-		return nil, &badInterfaceError{"no such link"}
+		return nil, &endpoint.BadInterfaceError{Msg: "no such link"}
 	}
 	if a.attachErr != nil {
 		return nil, a.attachErr
@@ -126,68 +128,80 @@ func (a *fakeAttacher) live(idx int) int {
 	return a.attached[idx]
 }
 
-// rig is an engine on fakes, its worker running, its API on a socket.
+// rig is the agent's parts on fakes, running, the endpoint API on a
+// socket.
 type rig struct {
 	t      *testing.T
-	e      *engine
+	p      *parts
 	dp     *fakeDP
 	att    *fakeAttacher
 	reader client.Client
 	client *cni.AgentClient
+	state  string // the state file
 }
 
-type rigOpt func(*engine)
+type rigOpt func(*partsConfig)
 
 func newRig(t *testing.T, att *fakeAttacher, objs []client.Object, opts ...rigOpt) *rig {
 	t.Helper()
 	reader := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(objs...).Build()
 	dp := &fakeDP{counters: map[uint32]datapath.Counters{}}
-	e := newEngine(testr.New(t), testNode, reader, dp, att, filepath.Join(t.TempDir(), "state.json"))
-	e.registerTimeout = 2 * time.Second
-	e.retryDelay = 50 * time.Millisecond
+	cfg := partsConfig{
+		log: testr.New(t), node: testNode, reader: reader, dp: dp, attacher: att,
+		statePath: filepath.Join(t.TempDir(), "state.json"), registerTimeout: 2 * time.Second, retryDelay: 50 * time.Millisecond,
+	}
 	for _, o := range opts {
-		o(e)
+		o(&cfg)
+	}
+	p, err := assemble(cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	e.setSynced()
-	go func() { defer close(done); e.runWorker(ctx) }()
+	var wg sync.WaitGroup
+	synced := func(context.Context) bool { return true } // the fake reader has no informers
+	wg.Go(func() { _ = p.policy.Run(ctx, synced) })
+	wg.Go(func() { p.applier.Run(ctx) })
+	wg.Go(func() { p.endpoints.Run(ctx, time.Hour) })
 
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: e.socketHandler(), BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv := &http.Server{Handler: p.endpoints.Handler(), BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() {
 		cancel()
 		_ = srv.Close()
-		<-done
+		wg.Wait()
 	})
-	r := &rig{t: t, e: e, dp: dp, att: att, reader: reader, client: cni.NewAgentClient(sock)}
-	r.waitReady()
+	r := &rig{t: t, p: p, dp: dp, att: att, reader: reader, client: cni.NewAgentClient(sock), state: cfg.statePath}
+	NewWithT(t).Eventually(p.endpoints.NotReady, 5*time.Second).Should(BeEmpty(), "the agent gets ready")
 	return r
 }
 
-func (r *rig) waitReady() {
-	r.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for r.e.notReady() != "" {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("engine not ready: %s", r.e.notReady())
+// endpointIDs maps the addresses in force to their IDs.
+func (r *rig) endpointIDs() map[string]uint32 {
+	res, _ := r.p.slot.Result()
+	out := map[string]uint32{}
+	if res.InForce != nil {
+		for a, e := range res.InForce.Endpoints {
+			out[a.String()] = e.ID
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
+	return out
 }
 
-func namespace(name string, labels map[string]string) *corev1.Namespace {
-	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+// prod is the tests' namespace.
+func prod() *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "prod"}}
 }
 
-func pod(ns, name, node string, labels map[string]string, ips ...string) *corev1.Pod {
+// pod is a running pod of namespace prod.
+func pod(name, node string, labels map[string]string, ips ...string) *corev1.Pod {
 	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: name, Labels: labels},
 		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "x"}}},
 		Status:     corev1.PodStatus{Phase: corev1.PodRunning},
 	}
@@ -200,7 +214,7 @@ func pod(ns, name, node string, labels map[string]string, ips ...string) *corev1
 	return p
 }
 
-func endpoint(ns, name, ip, hostIf string, idx int) cni.Endpoint {
+func cniEndpoint(ns, name, ip, hostIf string, idx int) cni.Endpoint {
 	return cni.Endpoint{
 		Namespace: ns, Name: name, IfName: "eth0", IPs: []netip.Addr{netip.MustParseAddr(ip)},
 		HostIfName: hostIf, HostIfIndex: idx,
@@ -218,4 +232,13 @@ func endpointIn(s *policy.Snapshot, ip string) (policy.EndpointPolicy, bool) {
 		}
 	}
 	return policy.EndpointPolicy{}, false
+}
+
+func (d *fakeDP) first() *policy.Snapshot {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.applied) == 0 {
+		return nil
+	}
+	return d.applied[0]
 }

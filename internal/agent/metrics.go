@@ -2,6 +2,8 @@ package agent
 
 import (
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -9,15 +11,16 @@ import (
 	"github.com/sluice-dev/sluice/internal/datapath"
 )
 
-// agentMetrics are the agent's own metrics.
+// agentMetrics are the agent's own metrics. The applier records the apply
+// metrics; the others are read from the parts at scrape time.
 type agentMetrics struct {
 	applySeconds prometheus.Histogram
 	applyErrors  prometheus.Counter
-	endpoints    prometheus.Gauge
+	endpoints    prometheus.GaugeFunc
 	packets      *packetCollector
 }
 
-func newMetrics(counters func() []endpointCounters) *agentMetrics {
+func newMetrics(p *parts, dp Datapath) *agentMetrics {
 	return &agentMetrics{
 		applySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "sluice_agent_policy_apply_seconds",
@@ -29,15 +32,21 @@ func newMetrics(counters func() []endpointCounters) *agentMetrics {
 			Name: "sluice_agent_policy_apply_errors_total",
 			Help: "Applies of a snapshot to the datapath that failed (they are retried).",
 		}),
-		endpoints: prometheus.NewGauge(prometheus.GaugeOpts{
+		endpoints: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_agent_endpoints",
 			Help: "Endpoints (pod addresses of this node) in the datapath.",
+		}, func() float64 {
+			res, _ := p.slot.Result()
+			if res.InForce == nil {
+				return 0
+			}
+			return float64(len(res.InForce.Snapshot.Endpoints))
 		}),
 		packets: &packetCollector{
 			desc: prometheus.NewDesc("sluice_agent_endpoint_packets_total",
 				"Packets the datapath judged for a pod of this node, by direction (ingress: to the pod, egress: from it) and verdict (allowed, dropped; spoofed: egress packets dropped before the policy for a source address that isn't the pod's).",
 				[]string{"namespace", "pod", "direction", "verdict"}, nil),
-			counters: counters,
+			counters: func() []endpointCounters { return p.counters(dp) },
 		},
 	}
 }
@@ -109,4 +118,39 @@ func (c *packetCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v.n), ns, name, v.dir, v.verdict)
 		}
 	}
+}
+
+// counters are the datapath's counters of this node's pods: those of
+// the endpoints in force, and the spoofed packets of the attached veths.
+func (p *parts) counters(dp Datapath) []endpointCounters {
+	byPod := map[string]*endpointCounters{}
+	of := func(podKey string) *endpointCounters {
+		ec := byPod[podKey]
+		if ec == nil {
+			ec = &endpointCounters{PodKey: podKey}
+			byPod[podKey] = ec
+		}
+		return ec
+	}
+	for podKey, n := range p.endpoints.Spoofed() {
+		of(podKey).Spoofed += n
+	}
+	if res, _ := p.slot.Result(); res.InForce != nil {
+		for _, e := range res.InForce.Endpoints {
+			c, err := dp.Counters(e.ID)
+			if err != nil {
+				continue
+			}
+			ec := of(e.PodKey)
+			ec.IngressAllowed += c.IngressAllowed
+			ec.IngressDropped += c.IngressDropped
+			ec.EgressAllowed += c.EgressAllowed
+			ec.EgressDropped += c.EgressDropped
+		}
+	}
+	out := make([]endpointCounters, 0, len(byPod))
+	for _, k := range slices.Sorted(maps.Keys(byPod)) {
+		out = append(out, *byPod[k])
+	}
+	return out
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -16,59 +15,34 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
-	"github.com/sluice-dev/sluice/internal/policy"
 )
 
 // DefaultReportInterval is the least time between two writes of the
 // node's DataplaneNode status.
 const DefaultReportInterval = time.Second
 
-// applyRecorder is the engine's dataplane with a record of the Apply
-// calls, for the DataplaneNode status.
-type applyRecorder struct {
-	dataplane
-
-	mu        sync.Mutex
-	applies   int64 // successful Apply calls
-	last      time.Time
-	took      time.Duration
-	endpoints int32
-	err       string
-}
-
-func (r *applyRecorder) Apply(s *policy.Snapshot) error {
-	start := time.Now()
-	err := r.dataplane.Apply(s)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err != nil {
-		r.err = err.Error()
-		return err
-	}
-	r.err = ""
-	r.applies++
-	r.last, r.took = time.Now(), time.Since(start)
-	r.endpoints = int32(min(len(s.Endpoints), 1<<31-1)) //nolint:gosec // bounded above
-	return nil
-}
-
 // nodeState is what the DataplaneNode status reports; two equal states
 // make the same status.
 type nodeState struct {
-	notReady  string // the engine's notReady(); "": ready
+	notReady  string // why the agent isn't ready; "": ready
 	endpoints int32
 	applies   int64
 	lastApply time.Time
-	took      time.Duration
+	took      time.Duration // from the receipt of the oldest change
 	lastErr   string
 }
 
-// state is the engine's and the recorder's current state.
-func engineState(e *engine, r *applyRecorder) nodeState {
-	s := nodeState{notReady: e.notReady()}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s.endpoints, s.applies, s.lastApply, s.took, s.lastErr = r.endpoints, r.applies, r.last, r.took, r.err
+// nodeState is the parts' current state.
+func (p *parts) nodeState() nodeState {
+	s := nodeState{notReady: p.endpoints.NotReady()}
+	res, _ := p.slot.Result()
+	if res.InForce != nil {
+		s.endpoints = int32(min(len(res.InForce.Snapshot.Endpoints), 1<<31-1))
+	}
+	s.applies, s.lastApply, s.took = res.Applies, res.AppliedAt, res.Took
+	if res.Err != nil {
+		s.lastErr = res.Err.Error()
+	}
 	return s
 }
 
@@ -197,18 +171,15 @@ func agentVersion() string {
 	return "unknown"
 }
 
-// report starts the reporter of the node's DataplaneNode.
-func (a *Agent) report(ctx context.Context, g *group, eng *engine, rec *applyRecorder) error {
+// reporter is the reporter of the node's DataplaneNode.
+func (a *Agent) reporter(log logr.Logger, p *parts) (*reporter, error) {
 	o := a.opts
 	direct, err := client.New(o.RESTConfig, client.Options{Scheme: Scheme()})
 	if err != nil {
-		return fmt.Errorf("create client: %w", err)
+		return nil, fmt.Errorf("create client: %w", err)
 	}
-	r := &reporter{
+	return &reporter{
 		client: direct, node: o.NodeName, version: agentVersion(), pinned: o.Datapath.PinDir != "",
-		interval: DefaultReportInterval, state: func() nodeState { return engineState(eng, rec) },
-		log: logr.FromContextOrDiscard(ctx),
-	}
-	g.run("status", func() error { r.run(ctx); return nil })
-	return nil
+		interval: DefaultReportInterval, state: p.nodeState, log: log,
+	}, nil
 }

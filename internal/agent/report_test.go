@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
-	"github.com/sluice-dev/sluice/internal/policy"
 	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
@@ -107,20 +105,4 @@ func TestReporter(t *testing.T) {
 	r.obj, r.written = nil, nil
 	sync(true)
 	sync(false)
-}
-
-func TestApplyRecorder(t *testing.T) {
-	dp := &fakeDP{}
-	r := &applyRecorder{dataplane: dp}
-	snap := &policy.Snapshot{Endpoints: make([]policy.EndpointPolicy, 2)}
-	if err := r.Apply(snap); err != nil {
-		t.Fatal(err)
-	}
-	dp.err = errors.New("boom")
-	if err := r.Apply(snap); err == nil {
-		t.Fatal("want the error")
-	}
-	if r.applies != 1 || r.endpoints != 2 || r.last.IsZero() || r.err != "boom" {
-		t.Fatalf("recorder %+v", r)
-	}
 }

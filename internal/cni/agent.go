@@ -28,7 +28,9 @@ import (
 const (
 	// DefaultAgentSocket is where the node agent listens.
 	DefaultAgentSocket = "/var/run/sluice/agent.sock"
-	// AgentRegisterTimeout bounds ADD's wait for the agent.
+	// AgentRegisterTimeout bounds ADD's wait for the agent. The agent
+	// derives its own wait from it (internal/agent's RegisterMargin), so
+	// it answers, and undoes a refused registration, before ADD gives up.
 	AgentRegisterTimeout = 30 * time.Second
 	// AgentQuickTimeout bounds DEL's, CHECK's and STATUS's requests.
 	AgentQuickTimeout = 5 * time.Second

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -126,17 +127,54 @@ type desired struct {
 // date too. A packet is judged wholly by the old or wholly by the new
 // snapshot. On error the live generation is still the old snapshot or, if
 // the error came after the switch, the new one.
+//
+// A snapshot the maps already hold changes nothing, not even the epoch:
+// callers may apply every batch they compute, and tracked flows are sent
+// back to the policy only when the policy changed.
 func (d *Datapath) Apply(snap *policy.Snapshot) error {
-	want, err := d.compile(snap)
-	if err != nil {
-		return err
-	}
 	if d == nil {
 		return errClosed
 	}
+	want, err := d.desiredFrom(snap)
+	if err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.use(func() error { return d.apply(want) })
+	return d.use(func() error {
+		if d.holds(want) {
+			return nil
+		}
+		return d.apply(want)
+	})
+}
+
+// holds says whether both generations and the endpoint set already are
+// want, as far as the loader knows: an Apply of want would write nothing
+// but the epoch. Policy maps found pinned from an earlier run are unknown,
+// so a restarted agent's first Apply always runs.
+func (d *Datapath) holds(want *desired) bool {
+	if len(d.ids) != len(want.endpoints) {
+		return false
+	}
+	for _, info := range want.endpoints {
+		if !d.ids[info.Id] {
+			return false
+		}
+	}
+	for gen := range d.slots {
+		s := &d.slots[gen]
+		if !maps.Equal(s.endpoints, want.endpoints) || !maps.Equal(s.ipcache, want.ipcache) || len(s.policy) != len(want.policy) {
+			return false
+		}
+		for pid, entries := range want.policy {
+			ref, ok := s.policy[pid]
+			if !ok || !ref.known || !slices.Equal(ref.entries, entries) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (d *Datapath) apply(want *desired) error {
@@ -353,15 +391,12 @@ func (d *Datapath) forget(ids []uint32) error {
 	return deleteKeys(d.objs.SluiceConntrack, keys)
 }
 
-// compile checks snap and turns it into map contents.
-func (d *Datapath) compile(snap *policy.Snapshot) (*desired, error) {
+// desiredFrom checks snap and turns it into map contents.
+func (d *Datapath) desiredFrom(snap *policy.Snapshot) (*desired, error) {
 	if snap == nil {
 		return nil, errors.New("nil snapshot")
 	}
-	opts := Options{}
-	if d != nil {
-		opts = d.opts
-	}
+	opts := d.opts
 	opts.setDefaults()
 	want := &desired{
 		endpoints: make(map[[16]byte]sluiceEndpointInfo, len(snap.Endpoints)),

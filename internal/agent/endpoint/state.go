@@ -1,4 +1,4 @@
-package agent
+package endpoint
 
 import (
 	"encoding/json"
@@ -18,12 +18,14 @@ import (
 // stateVersion is the version of the state file's format.
 const stateVersion = 1
 
-// stateFile is what the agent keeps across restarts (doc.go): the
-// endpoints the plugin registered and the datapath's endpoint IDs.
+// stateFile is what the registry keeps across restarts (doc.go): the
+// endpoints the plugin registered and the datapath's endpoint IDs. Its
+// format is a contract with the agent of the previous release: a restart
+// after an upgrade reads the old file.
 type stateFile struct {
 	Version   int            `json:"version"`
 	Endpoints []registration `json:"endpoints"`
-	IDs       idAllocator    `json:"ids"`
+	IDs       idTable        `json:"ids"`
 }
 
 // registration is one endpoint the plugin handed over.
@@ -57,7 +59,7 @@ func readState(path string) (stateFile, error) {
 }
 
 // writeState replaces the state file atomically.
-func writeState(path string, regs map[string]*registration, ids idAllocator) error {
+func writeState(path string, regs map[string]*registration, ids idTable) error {
 	st := stateFile{Version: stateVersion, IDs: ids}
 	for _, r := range regs {
 		st.Endpoints = append(st.Endpoints, *r)
@@ -84,10 +86,10 @@ func writeState(path string, regs map[string]*registration, ids idAllocator) err
 	return nil
 }
 
-// lockState takes an exclusive flock next to the state file, so that two
+// LockState takes an exclusive flock next to the state file, so that two
 // agents never drive one node's datapath; the kernel drops it when the
 // process dies.
-func lockState(path string) (release func(), err error) {
+func LockState(path string) (release func(), err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}

@@ -1,4 +1,4 @@
-package agent
+package policysync
 
 import (
 	"net/netip"
@@ -8,6 +8,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/sluice-dev/sluice/internal/agent/endpoint"
 	"github.com/sluice-dev/sluice/internal/policy"
 )
 
@@ -25,38 +26,22 @@ func compilerPodName(name string, i int) string {
 
 // podIPs are the pod's addresses: those of its registration when the node's
 // CNI handed them out (the API's status lags behind ADD), else the API's.
-// One address per family, the first of each.
 func podIPs(pod *corev1.Pod, reg []netip.Addr) []netip.Addr {
-	var all []netip.Addr
 	if len(reg) > 0 {
-		all = reg
-	} else {
-		for _, ip := range pod.Status.PodIPs {
-			if a, err := netip.ParseAddr(ip.IP); err == nil {
-				all = append(all, a.Unmap())
-			}
-		}
-		if len(all) == 0 && pod.Status.PodIP != "" {
-			if a, err := netip.ParseAddr(pod.Status.PodIP); err == nil {
-				all = append(all, a.Unmap())
-			}
+		return endpoint.OnePerFamily(reg)
+	}
+	var all []netip.Addr
+	for _, ip := range pod.Status.PodIPs {
+		if a, err := netip.ParseAddr(ip.IP); err == nil {
+			all = append(all, a.Unmap())
 		}
 	}
-	var out []netip.Addr
-	var have4, have6 bool
-	for _, a := range all {
-		if !a.IsValid() || a.Zone() != "" {
-			continue
-		}
-		if a.Is4() && !have4 {
-			have4 = true
-			out = append(out, a)
-		} else if a.Is6() && !have6 {
-			have6 = true
-			out = append(out, a)
+	if len(all) == 0 && pod.Status.PodIP != "" {
+		if a, err := netip.ParseAddr(pod.Status.PodIP); err == nil {
+			all = append(all, a.Unmap())
 		}
 	}
-	return out
+	return endpoint.OnePerFamily(all)
 }
 
 // compilerPods is what the compiler should hold for a pod: nothing for a

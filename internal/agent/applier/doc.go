@@ -1,0 +1,20 @@
+// Package applier owns the writes to the node's datapath. Sync loops (the
+// policy loop today; services, routes and FQDN later) compute snapshots
+// and hand each to their Slot; one goroutine, Applier.Run, applies them.
+// Nothing else in the agent calls the datapath's Apply, so snapshots of
+// different kinds never interleave their writes, and "what is in force"
+// has one answer per kind: the Slot's Result, which waiters (an endpoint
+// registration waiting for its pod's policy) read and watch.
+//
+// A Slot holds one snapshot: the latest. A snapshot submitted while an
+// older one waits replaces it (the older is never applied), so a burst of
+// changes costs one write, and a sync loop never waits for the datapath.
+// A failed Apply is retried with the slot's latest snapshot after a delay.
+//
+// A new kind of snapshot adds a Slot with its own apply function; the
+// loops of the other kinds don't change.
+//
+// The price: a snapshot is whole. Each Apply is handed everything of its
+// kind, and the datapath diffs it against what it holds; a loop can't
+// send a small delta, and a slow Apply delays the other kinds' writes.
+package applier

@@ -1,0 +1,113 @@
+package agent
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/internal/agent/applier"
+	"github.com/sluice-dev/sluice/internal/agent/endpoint"
+	"github.com/sluice-dev/sluice/internal/agent/policysync"
+	"github.com/sluice-dev/sluice/internal/datapath"
+	"github.com/sluice-dev/sluice/internal/policy"
+)
+
+// Datapath is what the agent's parts need of *datapath.Datapath besides
+// attaching: the applier writes snapshots, the metrics read counters.
+type Datapath interface {
+	Apply(*policy.Snapshot) error
+	Counters(id uint32) (datapath.Counters, error)
+}
+
+// partsConfig is what assemble wires the parts from: production values
+// in Run, fakes in tests.
+type partsConfig struct {
+	log             logr.Logger
+	node            string
+	reader          client.Reader // the cache the policy loop's informers fill
+	dp              Datapath
+	attacher        endpoint.Attacher
+	statePath       string
+	registerTimeout time.Duration
+	retryDelay      time.Duration // 1 s when zero
+}
+
+// parts are the agent's parts, wired: the policy loop hands views to the
+// applier's policy slot, the registry reads what is in force through
+// policyState, and the loop reads registrations from the registry.
+type parts struct {
+	policy    *policysync.Sync
+	applier   *applier.Applier
+	slot      *applier.Slot[*policysync.View]
+	endpoints *endpoint.Registry
+	metrics   *agentMetrics
+}
+
+func assemble(cfg partsConfig) (*parts, error) {
+	if cfg.retryDelay <= 0 {
+		cfg.retryDelay = time.Second
+	}
+	p := &parts{applier: applier.New(cfg.log.WithName("applier"), cfg.retryDelay)}
+	p.metrics = newMetrics(p, cfg.dp)
+	// The applier is the only caller of Apply.
+	p.slot = applier.NewSlot(p.applier, "policy", func(v *policysync.View) error { return cfg.dp.Apply(v.Snapshot) },
+		applier.Metrics{Seconds: p.metrics.applySeconds, Errors: p.metrics.applyErrors})
+	state := &policyState{slot: p.slot}
+	reg, err := endpoint.New(endpoint.Config{
+		Log: cfg.log.WithName("endpoints"), Node: cfg.node, Pods: cfg.reader, Attacher: cfg.attacher, Policy: state,
+		StatePath: cfg.statePath, RegisterTimeout: cfg.registerTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.endpoints = reg
+	p.policy = policysync.New(policysync.Config{
+		Log: cfg.log.WithName("policy"), Node: cfg.node, Reader: cfg.reader,
+		Endpoints: reg, Output: p.slot, RetryDelay: cfg.retryDelay,
+	})
+	state.loop = p.policy
+	return p, nil
+}
+
+// policyState is the policy as the registry sees it: the loop's batches
+// and what the applier made of them.
+type policyState struct {
+	loop *policysync.Sync
+	slot *applier.Slot[*policysync.View]
+}
+
+func (s *policyState) NotReady() string {
+	if !s.loop.Synced() {
+		return "the agent is starting: informer caches not synced yet"
+	}
+	res, _ := s.slot.Result()
+	switch {
+	case res.Applies == 0 && res.Err != nil:
+		return "the agent is starting: applying the first policy snapshot failed: " + res.Err.Error()
+	case res.Applies == 0:
+		return "the agent is starting: first policy snapshot not applied yet"
+	}
+	return ""
+}
+
+func (s *policyState) PodChanged(namespace, name string) uint64 {
+	return s.loop.PodChanged(namespace, name)
+}
+
+func (s *policyState) Enforcement() (endpoint.Enforcement, <-chan struct{}) {
+	res, changed := s.slot.Result()
+	var enf endpoint.Enforcement
+	if res.Latest != nil {
+		enf.Batch, enf.PodErrors = res.Latest.Batch, res.Latest.PodErrors
+	}
+	enf.Err = res.Err
+	if res.InForce != nil {
+		enf.Endpoints = make(map[netip.Addr]endpoint.Enforced, len(res.InForce.Endpoints))
+		for ip, e := range res.InForce.Endpoints {
+			enf.Endpoints[ip] = endpoint.Enforced{PodKey: e.PodKey, ID: e.ID}
+		}
+	}
+	return enf, changed
+}
