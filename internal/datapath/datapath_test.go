@@ -405,7 +405,7 @@ func TestNonIPPasses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ret != tcActOK {
+		if ret != uint32(sluiceTcxActionBaseTCX_PASS) {
 			t.Errorf("%s: ARP got %d, want pass", p, ret)
 		}
 	}
@@ -419,7 +419,7 @@ func TestNonIPPasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ret != tcActShot {
+	if ret != uint32(sluiceTcxActionBaseTCX_DROP) {
 		t.Errorf("fragment from isolated A: %d, want drop", ret)
 	}
 }

@@ -18,12 +18,6 @@ const (
 	ProtoICMPv6 uint8 = 58
 )
 
-// tc verdicts the programs return.
-const (
-	tcActOK   = 0
-	tcActShot = 2
-)
-
 // Packet is a probe for Verdict: the first packet of a flow (TCP SYN, UDP
 // datagram, SCTP INIT, ICMP echo request), or with Reply its answer (TCP
 // SYN-ACK, SCTP INIT-ACK, ICMP echo reply; UDP is the same either way).
@@ -62,8 +56,8 @@ func (d *Datapath) Verdict(pkt Packet) (allowed bool, err error) {
 				return fmt.Errorf("run %s: %w", p, err)
 			}
 			switch ret {
-			case tcActOK:
-			case tcActShot:
+			case uint32(sluiceTcxActionBaseTCX_PASS):
+			case uint32(sluiceTcxActionBaseTCX_DROP):
 				allowed = false
 				return nil // dropped: it never reaches the next hook
 			default:
