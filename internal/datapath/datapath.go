@@ -12,17 +12,21 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	v1 "github.com/sluice-dev/sluice/api/v1"
 )
 
 // DefaultPinDir is where the node agent pins the datapath.
 const DefaultPinDir = "/sys/fs/bpf/sluice"
 
-// Defaults for the zero fields of Options.
+// Defaults for the zero fields of Options. The map sizes the operator
+// configures are the API's defaults (v1.BPFMapSizes), so that an agent
+// without the operator's configuration sizes its maps as one with it.
 const (
 	DefaultMaxEndpoints      = 4096
-	DefaultMaxIPCacheEntries = 1 << 20
-	DefaultMaxPolicyEntries  = 1 << 18
-	DefaultMaxConntrack      = 1 << 16
+	DefaultMaxIPCacheEntries = int(v1.DefaultBPFIPCacheEntries)
+	DefaultMaxPolicyEntries  = int(v1.DefaultBPFPolicyEntries)
+	DefaultMaxConntrack      = int(v1.DefaultBPFConntrackEntries)
 	DefaultCTTimeoutTCP      = 6 * time.Hour
 	DefaultCTTimeoutOther    = time.Minute
 )
@@ -38,9 +42,11 @@ type Options struct {
 	MaxEndpoints int
 	// MaxIPCacheEntries bounds the prefixes of one snapshot's ipcache.
 	MaxIPCacheEntries int
-	// MaxPolicyEntries bounds the entries of one endpoint in one direction.
+	// MaxPolicyEntries bounds the entries of one endpoint in one direction
+	// (the size of each inner policy map).
 	MaxPolicyEntries int
-	// MaxConntrack is the size of the connection-tracking LRU table.
+	// MaxConntrack is the size of the connection-tracking LRU table, shared
+	// by every endpoint (preallocated).
 	MaxConntrack int
 	// CTTimeoutTCP and CTTimeoutOther: how long after its last packet a
 	// flow's replies still pass.
