@@ -56,13 +56,14 @@ type IP struct {
 	ID uint16
 }
 
-// Transport is a transport header with its payload. Build asks it for its
-// bytes once the addresses are known, so that it can checksum them.
+// Transport is a transport header with its payload: TCP, UDP, SCTP, ICMP
+// or Raw. Build asks it for its bytes once the addresses are known, so
+// that it can checksum them.
 type Transport interface {
-	// Protocol is the IP protocol number for the family.
-	Protocol(v6 bool) uint8
-	// Append appends the header and payload, checksum included, to b.
-	Append(b []byte, src, dst netip.Addr) ([]byte, error)
+	// protocol is the IP protocol number for the family.
+	protocol(v6 bool) uint8
+	// appendTo appends the header and payload, checksum included, to b.
+	appendTo(b []byte, src, dst netip.Addr) ([]byte, error)
 }
 
 // TCP is a TCP segment without options.
@@ -102,19 +103,19 @@ type Raw struct {
 	Data  []byte
 }
 
-func (TCP) Protocol(bool) uint8   { return ProtoTCP }
-func (UDP) Protocol(bool) uint8   { return ProtoUDP }
-func (SCTP) Protocol(bool) uint8  { return ProtoSCTP }
-func (r Raw) Protocol(bool) uint8 { return r.Proto }
+func (TCP) protocol(bool) uint8   { return ProtoTCP }
+func (UDP) protocol(bool) uint8   { return ProtoUDP }
+func (SCTP) protocol(bool) uint8  { return ProtoSCTP }
+func (r Raw) protocol(bool) uint8 { return r.Proto }
 
-func (ICMP) Protocol(v6 bool) uint8 {
+func (ICMP) protocol(v6 bool) uint8 {
 	if v6 {
 		return ProtoICMPv6
 	}
 	return ProtoICMP
 }
 
-func (t TCP) Append(b []byte, src, dst netip.Addr) ([]byte, error) {
+func (t TCP) appendTo(b []byte, src, dst netip.Addr) ([]byte, error) {
 	start := len(b)
 	b = binary.BigEndian.AppendUint16(b, t.SrcPort)
 	b = binary.BigEndian.AppendUint16(b, t.DstPort)
@@ -128,7 +129,7 @@ func (t TCP) Append(b []byte, src, dst netip.Addr) ([]byte, error) {
 	return b, nil
 }
 
-func (u UDP) Append(b []byte, src, dst netip.Addr) ([]byte, error) {
+func (u UDP) appendTo(b []byte, src, dst netip.Addr) ([]byte, error) {
 	n := UDPLen + len(u.Payload)
 	if n > 0xffff {
 		return nil, fmt.Errorf("UDP datagram of %d bytes", n)
@@ -147,7 +148,7 @@ func (u UDP) Append(b []byte, src, dst netip.Addr) ([]byte, error) {
 	return b, nil
 }
 
-func (s SCTP) Append(b []byte, _, _ netip.Addr) ([]byte, error) {
+func (s SCTP) appendTo(b []byte, _, _ netip.Addr) ([]byte, error) {
 	start := len(b)
 	b = binary.BigEndian.AppendUint16(b, s.SrcPort)
 	b = binary.BigEndian.AppendUint16(b, s.DstPort)
@@ -158,7 +159,7 @@ func (s SCTP) Append(b []byte, _, _ netip.Addr) ([]byte, error) {
 	return b, nil
 }
 
-func (m ICMP) Append(b []byte, src, dst netip.Addr) ([]byte, error) {
+func (m ICMP) appendTo(b []byte, src, dst netip.Addr) ([]byte, error) {
 	start := len(b)
 	b = append(b, m.Type, m.Code, 0, 0)
 	b = binary.BigEndian.AppendUint32(b, m.Rest)
@@ -173,7 +174,7 @@ func (m ICMP) Append(b []byte, src, dst netip.Addr) ([]byte, error) {
 	return b, nil
 }
 
-func (r Raw) Append(b []byte, _, _ netip.Addr) ([]byte, error) {
+func (r Raw) appendTo(b []byte, _, _ netip.Addr) ([]byte, error) {
 	return append(b, r.Data...), nil
 }
 
@@ -208,7 +209,7 @@ func AppendIP(b []byte, ip IP, t Transport) ([]byte, error) {
 	v6 := src.Is6()
 	start := len(b)
 	if v6 {
-		b = append(b, 0x60, 0, 0, 0, 0, 0, t.Protocol(true), ttl)
+		b = append(b, 0x60, 0, 0, 0, 0, 0, t.protocol(true), ttl)
 		b = append(b, src.AsSlice()...)
 		b = append(b, dst.AsSlice()...)
 	} else {
@@ -219,12 +220,12 @@ func AppendIP(b []byte, ip IP, t Transport) ([]byte, error) {
 		b = append(b, 0x45, 0, 0, 0)
 		b = binary.BigEndian.AppendUint16(b, ip.ID)
 		b = binary.BigEndian.AppendUint16(b, flags)
-		b = append(b, ttl, t.Protocol(false), 0, 0)
+		b = append(b, ttl, t.protocol(false), 0, 0)
 		b = append(b, src.AsSlice()...)
 		b = append(b, dst.AsSlice()...)
 	}
 	hdrLen := len(b) - start
-	b, err := t.Append(b, src, dst)
+	b, err := t.appendTo(b, src, dst)
 	if err != nil {
 		return nil, err
 	}
