@@ -179,31 +179,54 @@ type AgentSettings struct {
 
 // BPFMapSizes are the maximum entries of the agent's BPF maps.
 type BPFMapSizes struct {
-	// policyEntries is the size of each endpoint's policy map (default 16384).
+	// policyEntries is the most entries one endpoint's policy may hold in
+	// one direction: each endpoint and direction has a map of its own
+	// (default 16384). The kernel allocates about 16 bytes per entry of
+	// each map up front (256 KiB at the default), so this is a per-pod
+	// cost, not a cluster-wide one.
 	// +optional
 	// +kubebuilder:validation:Minimum=1024
 	// +kubebuilder:validation:Maximum=1048576
 	PolicyEntries *int32 `json:"policyEntries,omitempty"`
 
-	// conntrackEntries is the size of the connection tracking table
-	// (default 524288).
+	// conntrackEntries is the size of the node's connection tracking
+	// table, shared by all its pods; a flow between two pods of one node
+	// takes two entries (default 524288). Allocated up front, about 128
+	// bytes an entry (64 MiB at the default). When it is full the oldest
+	// flows are forgotten and their replies meet the policy again.
 	// +optional
 	// +kubebuilder:validation:Minimum=65536
 	// +kubebuilder:validation:Maximum=16777216
 	ConntrackEntries *int32 `json:"conntrackEntries,omitempty"`
 
-	// natEntries is the size of the NAT table (default 524288).
+	// natEntries is reserved for the size of the Service NAT table
+	// (default 524288). No map uses it yet.
 	// +optional
 	// +kubebuilder:validation:Minimum=65536
 	// +kubebuilder:validation:Maximum=16777216
 	NATEntries *int32 `json:"natEntries,omitempty"`
 
-	// ipcacheEntries is the size of the IP-to-identity map (default 512000).
+	// ipcacheEntries is the most prefixes the IP-to-class map may hold:
+	// every pod and node address of the cluster and the ipBlock prefixes
+	// policies name (default 512000). Memory is taken per prefix held,
+	// not up front.
 	// +optional
 	// +kubebuilder:validation:Minimum=16384
 	// +kubebuilder:validation:Maximum=16777216
 	IPCacheEntries *int32 `json:"ipcacheEntries,omitempty"`
 }
+
+// Default BPF map sizes: the operator's effective configuration fills
+// them in for unset BPFMapSizes fields, and the agent's datapath uses them
+// for sizes it isn't given, so that both sides agree on one set. They
+// follow Cilium's defaults, which users of the dataplane Sluice models
+// have sized their nodes for.
+const (
+	DefaultBPFPolicyEntries    int32 = 16384
+	DefaultBPFConntrackEntries int32 = 524288
+	DefaultBPFNATEntries       int32 = 524288
+	DefaultBPFIPCacheEntries   int32 = 512000
+)
 
 // DataplaneConfigStatus is what the operator observed and put in force.
 type DataplaneConfigStatus struct {

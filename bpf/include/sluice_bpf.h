@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The minimal, self-contained set of definitions bpf/sluice.c needs:
- * fixed-width types, the UAPI constants and struct __sk_buff from
+ * The minimal, self-contained set of definitions bpf/sluice.c and bpf/lib
+ * need: fixed-width types, the UAPI constants and struct __sk_buff from
  * <linux/bpf.h> and <linux/pkt_cls.h>, the map-definition macros of
- * libbpf's <bpf/bpf_helpers.h>, and the helpers the program calls.
+ * libbpf's <bpf/bpf_helpers.h>, and the helpers the programs call.
  *
  * Vendored instead of included from /usr/include so that the compiled
  * object (and the BTF in it) depends on nothing but this tree and the
@@ -35,11 +35,19 @@ typedef __u32 __be32;
 /* <linux/bpf.h>: map flags */
 #define BPF_F_NO_PREALLOC (1U << 0)
 
-/* <linux/pkt_cls.h>: tc verdicts; <linux/bpf.h> (6.6+): the tcx names */
+/* <linux/pkt_cls.h>: tc verdicts */
 #define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
-#define TCX_PASS TC_ACT_OK
-#define TCX_DROP TC_ACT_SHOT
+#define TC_ACT_REDIRECT 7
+
+/* <linux/bpf.h> (6.6+): the verdicts of a tcx program. An enum, as in the
+ * kernel, which also lets bpf2go hand the values to Go. */
+enum tcx_action_base {
+	TCX_NEXT = -1,
+	TCX_PASS = TC_ACT_OK,
+	TCX_DROP = TC_ACT_SHOT,
+	TCX_REDIRECT = TC_ACT_REDIRECT,
+};
 
 /* <linux/if_ether.h> */
 #define ETH_HLEN 14

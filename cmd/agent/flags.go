@@ -79,6 +79,9 @@ func (f *flags) options() (agent.Options, string, error) {
 		HealthAddr:  f.healthAddr,
 		MetricsAddr: f.metricsAddr,
 		ProcSysNet:  f.procSysNet,
+		// Unset sizes (no --config) are zero: the datapath then uses the
+		// same defaults the operator fills in. NATEntries has no map to
+		// size yet; Service NAT will read it.
 		Datapath: datapath.Options{
 			PinDir:            f.pinDir,
 			MaxPolicyEntries:  int(cfg.Agent.BPFMaps.PolicyEntries),

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/agent"
 	"github.com/sluice-dev/sluice/internal/agentmanifest"
 	"github.com/sluice-dev/sluice/internal/cni"
+	"github.com/sluice-dev/sluice/internal/dataplane"
 	"github.com/sluice-dev/sluice/internal/datapath"
 )
 
@@ -182,5 +183,51 @@ func TestDaemonSetArgsParse(t *testing.T) {
 	}
 	if _, _, err := f.options(); err == nil || !strings.Contains(err.Error(), "go together") {
 		t.Fatalf("a partial install set: %v", err)
+	}
+}
+
+// The operator's defaults, rendered into config.yaml and read back, size
+// the datapath exactly as an agent run without any configuration does.
+func TestRenderedDefaultSizesAreTheDatapathDefaults(t *testing.T) {
+	eff := dataplane.Effective(&v1.DataplaneConfigSpec{NetworkDataplane: v1.NetworkDataplaneCilium}, "sluice/agent:dev")
+	cm, err := agentmanifest.ConfigMap(eff, agentmanifest.Params{Namespace: "sluice-system", Name: "sluice-agent", ServiceAccountName: "sluice-agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(cm.Data[agentmanifest.ConfigFileKey]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rendered := sizes(t, "--config="+path)
+	unconfigured := sizes(t, "--config=")
+	if unconfigured != (datapath.Options{}) {
+		t.Fatalf("without a configuration the datapath gets sizes %+v; want zero (its defaults)", unconfigured)
+	}
+	want := datapath.Options{
+		MaxPolicyEntries:  datapath.DefaultMaxPolicyEntries,
+		MaxConntrack:      datapath.DefaultMaxConntrack,
+		MaxIPCacheEntries: datapath.DefaultMaxIPCacheEntries,
+	}
+	if rendered != want {
+		t.Errorf("the operator's defaults size the datapath %+v; its own defaults are %+v", rendered, want)
+	}
+}
+
+// sizes are the map sizes of the datapath options the flags give.
+func sizes(t *testing.T, args ...string) datapath.Options {
+	t.Helper()
+	f, err := parse(t, map[string]string{"NODE_NAME": "node-1"}, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, _, err := f.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return datapath.Options{
+		MaxEndpoints:      opts.Datapath.MaxEndpoints,
+		MaxPolicyEntries:  opts.Datapath.MaxPolicyEntries,
+		MaxConntrack:      opts.Datapath.MaxConntrack,
+		MaxIPCacheEntries: opts.Datapath.MaxIPCacheEntries,
 	}
 }

@@ -13,12 +13,12 @@ import (
 	"github.com/sluice-dev/sluice/internal/policy"
 )
 
-// The mask entry of an inner policy map, as in bpf/sluice.c: its key's
-// class, and the mask bit for (class, ProtoAny) entries (bits 0-16 are
-// port prefix lengths).
+// The mask entry of an inner policy map (bpf/lib/common.h, through
+// bpf2go): its key's class, and the mask bit for (class, ProtoAny) entries
+// (bits 0-16 are port prefix lengths).
 const (
-	classMask    = 0xffffffff
-	maskProtoAny = 1 << 17
+	classMask    = uint32(sluicePeerClassCLASS_MASK)
+	maskProtoAny = uint32(sluicePolicyMaskMASK_PROTO_ANY)
 )
 
 // slot is one generation of the maps and what the loader knows it holds.
@@ -463,7 +463,7 @@ func (d *Datapath) desiredFrom(snap *policy.Snapshot) (*desired, error) {
 func normalize(in []policy.Entry) ([]policy.Entry, error) {
 	out := make([]policy.Entry, 0, len(in))
 	for _, e := range in {
-		if e.Class == classMask {
+		if uint32(e.Class) == classMask {
 			return nil, fmt.Errorf("entry %+v: class %d is reserved", e, e.Class)
 		}
 		if e.PortPrefixLen > 16 {

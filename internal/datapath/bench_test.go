@@ -141,7 +141,7 @@ func benchRun(b *testing.B, prog *ebpf.Program, pkt Packet, repeat int, want boo
 		if err != nil {
 			b.Fatal(err)
 		}
-		if (ret == tcActOK) != want {
+		if (ret == uint32(sluiceTcxActionBaseTCX_PASS)) != want {
 			b.Fatalf("%s returned %d for %+v", prog, ret, pkt)
 		}
 		if ns := float64(per.Nanoseconds()); best == 0 || ns < best {

@@ -12,17 +12,21 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	v1 "github.com/sluice-dev/sluice/api/v1"
 )
 
 // DefaultPinDir is where the node agent pins the datapath.
 const DefaultPinDir = "/sys/fs/bpf/sluice"
 
-// Defaults for the zero fields of Options.
+// Defaults for the zero fields of Options. The map sizes the operator
+// configures are the API's defaults (v1.BPFMapSizes), so that an agent
+// without the operator's configuration sizes its maps as one with it.
 const (
 	DefaultMaxEndpoints      = 4096
-	DefaultMaxIPCacheEntries = 1 << 20
-	DefaultMaxPolicyEntries  = 1 << 18
-	DefaultMaxConntrack      = 1 << 16
+	DefaultMaxIPCacheEntries = int(v1.DefaultBPFIPCacheEntries)
+	DefaultMaxPolicyEntries  = int(v1.DefaultBPFPolicyEntries)
+	DefaultMaxConntrack      = int(v1.DefaultBPFConntrackEntries)
 	DefaultCTTimeoutTCP      = 6 * time.Hour
 	DefaultCTTimeoutOther    = time.Minute
 )
@@ -38,9 +42,11 @@ type Options struct {
 	MaxEndpoints int
 	// MaxIPCacheEntries bounds the prefixes of one snapshot's ipcache.
 	MaxIPCacheEntries int
-	// MaxPolicyEntries bounds the entries of one endpoint in one direction.
+	// MaxPolicyEntries bounds the entries of one endpoint in one direction
+	// (the size of each inner policy map).
 	MaxPolicyEntries int
-	// MaxConntrack is the size of the connection-tracking LRU table.
+	// MaxConntrack is the size of the connection-tracking LRU table, shared
+	// by every endpoint (preallocated).
 	MaxConntrack int
 	// CTTimeoutTCP and CTTimeoutOther: how long after its last packet a
 	// flow's replies still pass.
@@ -99,45 +105,17 @@ func New(opts Options) (d *Datapath, err error) {
 	if err != nil {
 		return nil, err
 	}
-	maps := spec.Maps
-	maps[sluiceMapSluiceEndpoints].InnerMap.MaxEntries = uint32(opts.MaxEndpoints)
-	maps[sluiceMapSluiceIpcache].InnerMap.MaxEntries = uint32(opts.MaxIPCacheEntries)
-	maps[sluiceMapSluicePolicy].InnerMap.MaxEntries = uint32(opts.MaxPolicyEntries)
-	// Two directions in each of two generations.
-	maps[sluiceMapSluicePolicy].MaxEntries = uint32(4 * opts.MaxEndpoints)
-	maps[sluiceMapSluiceConntrack].MaxEntries = uint32(opts.MaxConntrack)
-	maps[sluiceMapSluiceCounters].MaxEntries = uint32(opts.MaxEndpoints)
-	maps[sluiceMapSluiceIfaces].MaxEntries = uint32(opts.MaxEndpoints)
-	if err := spec.Variables[sluiceVarCtTimeoutTcpNs].Set(uint64(opts.CTTimeoutTCP)); err != nil {
+	if err := configure(spec, opts); err != nil {
 		return nil, err
 	}
-	if err := spec.Variables[sluiceVarCtTimeoutOtherNs].Set(uint64(opts.CTTimeoutOther)); err != nil {
+	colOpts, err := pinOptions(spec.Maps, opts.PinDir)
+	if err != nil {
 		return nil, err
-	}
-
-	var colOpts ebpf.CollectionOptions
-	if opts.PinDir != "" {
-		if err := os.MkdirAll(opts.PinDir, 0o700); err != nil {
-			return nil, fmt.Errorf("create pin directory: %w", err)
-		}
-		// Everything an agent restart must not lose: the live state and
-		// the tracked flows. Not .rodata: the next run sets its own knobs.
-		for _, name := range []string{
-			sluiceMapSluiceState, sluiceMapSluiceEndpoints, sluiceMapSluiceIpcache,
-			sluiceMapSluicePolicy, sluiceMapSluiceConntrack, sluiceMapSluiceCounters,
-			sluiceMapSluiceIfaces,
-		} {
-			maps[name].Pinning = ebpf.PinByName
-		}
-		colOpts.Maps.PinPath = opts.PinDir
-		if err := unpinIncompatible(opts.PinDir, maps); err != nil {
-			return nil, err
-		}
 	}
 
 	d = &Datapath{
 		opts:        opts,
-		policyInner: maps[sluiceMapSluicePolicy].InnerMap.Copy(),
+		policyInner: spec.Maps[sluiceMapSluicePolicy].InnerMap.Copy(),
 		ids:         map[uint32]bool{},
 		links:       map[*attachment]struct{}{},
 	}
@@ -154,22 +132,70 @@ func New(opts Options) (d *Datapath, err error) {
 			d = nil
 		}
 	}()
+	if err := d.readBack(spec.Maps); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// configure sizes every map from opts and sets the knobs in .rodata.
+func configure(spec *ebpf.CollectionSpec, opts Options) error {
+	maps := spec.Maps
+	maps[sluiceMapSluiceEndpoints].InnerMap.MaxEntries = uint32(opts.MaxEndpoints)
+	maps[sluiceMapSluiceIpcache].InnerMap.MaxEntries = uint32(opts.MaxIPCacheEntries)
+	maps[sluiceMapSluicePolicy].InnerMap.MaxEntries = uint32(opts.MaxPolicyEntries)
+	// Two directions in each of two generations.
+	maps[sluiceMapSluicePolicy].MaxEntries = uint32(4 * opts.MaxEndpoints)
+	maps[sluiceMapSluiceConntrack].MaxEntries = uint32(opts.MaxConntrack)
+	maps[sluiceMapSluiceCounters].MaxEntries = uint32(opts.MaxEndpoints)
+	maps[sluiceMapSluiceIfaces].MaxEntries = uint32(opts.MaxEndpoints)
+	if err := spec.Variables[sluiceVarCtTimeoutTcpNs].Set(uint64(opts.CTTimeoutTCP)); err != nil {
+		return err
+	}
+	return spec.Variables[sluiceVarCtTimeoutOtherNs].Set(uint64(opts.CTTimeoutOther))
+}
+
+// pinOptions marks the maps to pin under dir (none if dir is empty) and
+// clears pins there that this build can't reuse.
+func pinOptions(maps map[string]*ebpf.MapSpec, dir string) (ebpf.CollectionOptions, error) {
+	var colOpts ebpf.CollectionOptions
+	if dir == "" {
+		return colOpts, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return colOpts, fmt.Errorf("create pin directory: %w", err)
+	}
+	// Everything an agent restart must not lose: the live state and the
+	// tracked flows. Not .rodata: the next run sets its own knobs.
+	for _, name := range []string{
+		sluiceMapSluiceState, sluiceMapSluiceEndpoints, sluiceMapSluiceIpcache,
+		sluiceMapSluicePolicy, sluiceMapSluiceConntrack, sluiceMapSluiceCounters,
+		sluiceMapSluiceIfaces,
+	} {
+		maps[name].Pinning = ebpf.PinByName
+	}
+	colOpts.Maps.PinPath = dir
+	return colOpts, unpinIncompatible(dir, maps)
+}
+
+// readBack learns what the loaded maps hold: the live epoch, both
+// generations, and the endpoints in maps pinned by an earlier run (Apply
+// removes the ones its snapshot lacks).
+func (d *Datapath) readBack(maps map[string]*ebpf.MapSpec) error {
 	if err := d.objs.SluiceState.Lookup(uint32(0), &d.epoch); err != nil {
-		return nil, fmt.Errorf("read the live epoch: %w", err)
+		return fmt.Errorf("read the live epoch: %w", err)
 	}
 	for gen := range d.slots {
 		if err := d.openSlot(uint32(gen), maps); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	// Endpoints in pinned maps from an earlier run: Apply removes the ones
-	// its snapshot lacks.
 	for gen := range d.slots {
 		for _, info := range d.slots[gen].endpoints {
 			d.ids[info.Id] = true
 		}
 	}
-	return d, nil
+	return nil
 }
 
 // unpinIncompatible handles pins this build can't use (an upgrade that
@@ -264,27 +290,10 @@ func (d *Datapath) Close() error {
 			}
 		}
 	}
-	for _, c := range []io.Closer{
-		d.objs.SluiceFromPod, d.objs.SluiceToPod,
-		d.objs.SluiceState, d.objs.SluiceEndpoints, d.objs.SluiceIpcache,
-		d.objs.SluicePolicy, d.objs.SluiceConntrack, d.objs.SluiceCounters,
-		d.objs.SluiceIfaces,
-	} {
-		if c != nil && !isNilPointer(c) {
-			errs = append(errs, c.Close())
-		}
-	}
+	// bpf2go's Close covers every program and map of the object, and
+	// closing a nil one (a load that failed half-way) is a no-op.
+	errs = append(errs, d.objs.Close())
 	return errors.Join(errs...)
-}
-
-func isNilPointer(c io.Closer) bool {
-	switch v := c.(type) {
-	case *ebpf.Program:
-		return v == nil
-	case *ebpf.Map:
-		return v == nil
-	}
-	return false
 }
 
 // use runs fn with the kernel objects, unless Close has run.

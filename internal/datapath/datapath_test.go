@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/sluice-dev/sluice/internal/packet"
 	"github.com/sluice-dev/sluice/internal/policy"
 	"github.com/sluice-dev/sluice/test/nodelab"
 )
@@ -397,15 +398,15 @@ func TestNonIPPasses(t *testing.T) {
 		t.Fatal(err)
 	}
 	arp := make([]byte, 14+28)
-	copy(arp, macDst)
-	copy(arp[6:], macSrc)
+	copy(arp, packet.DefaultDstMAC[:])
+	copy(arp[6:], packet.DefaultSrcMAC[:])
 	arp[12], arp[13] = 0x08, 0x06
 	for _, p := range progs(d) {
 		ret, _, err := p.Test(arp)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ret != tcActOK {
+		if ret != uint32(sluiceTcxActionBaseTCX_PASS) {
 			t.Errorf("%s: ARP got %d, want pass", p, ret)
 		}
 	}
@@ -419,7 +420,7 @@ func TestNonIPPasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ret != tcActShot {
+	if ret != uint32(sluiceTcxActionBaseTCX_DROP) {
 		t.Errorf("fragment from isolated A: %d, want drop", ret)
 	}
 }

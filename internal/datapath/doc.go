@@ -1,6 +1,9 @@
 // Package datapath loads and feeds the BPF programs that enforce
-// NetworkPolicy on a node (bpf/sluice.c): it owns the programs, their
-// maps, and the writing of a compiled policy.Snapshot into those maps.
+// NetworkPolicy on a node (bpf/sluice.c, with its steps in bpf/lib): it
+// owns the programs, their maps, and the writing of a compiled
+// policy.Snapshot into those maps. Numbers both sides use (directions,
+// reserved classes, the mask entry, the tcx verdicts) are C enums that
+// bpf2go turns into this package's constants; see bpf/README.md.
 //
 // # Programs
 //
@@ -108,6 +111,38 @@
 // UDP to or from an endpoint isolated by port rules is dropped after its
 // first fragment); a first fragment too short to hold the ports is judged
 // the same way.
+//
+// # Service NAT and conntrack
+//
+// Service NAT (bpf/lib/lb.h, not built yet) will not share
+// sluice_conntrack: it gets a table of its own, an LRU hash keyed by the
+// translated tuple alone (protocol, addresses, ports; no endpoint, no
+// direction) whose value is the original VIP and port, sized by the
+// DataplaneConfig's bpfMaps.natEntries. The reasons:
+//
+//   - the key: a policy entry is per (endpoint, direction) because each
+//     hook judges for one pod, but reverse NAT must find a reply by its
+//     tuple alone, including traffic no endpoint of this node sent
+//     (NodePort and LoadBalancer traffic from outside, host processes,
+//     flows SNATed to a remote backend);
+//   - the lifetime: a policy entry carries an epoch and goes when its
+//     endpoint leaves a snapshot, and losing one costs at worst a policy
+//     lookup; a NAT entry must live as long as the connection, since
+//     without it the replies come back from the backend's address and the
+//     client drops them, whatever the policy says;
+//   - the order: sluice_from_pod translates before it judges and
+//     sluice_to_pod judges before it reverse-translates, so the policy
+//     sees the backend (NetworkPolicy never names a VIP) and the policy
+//     entry is recorded for the translated tuple, the one replies carry on
+//     the wire. The policy conntrack needs nothing from NAT.
+//
+// The price: a Service packet costs one hash lookup more than a shared
+// entry would; a second preallocated LRU table takes its own memory (64
+// MiB at the default size); and the two tables evict independently: a NAT
+// entry evicted while its flow's policy entry lives breaks the connection,
+// which is why natEntries defaults to conntrackEntries and should not be
+// set below the node's share of Service flows. ICMP errors about a
+// translated flow need their quoted header translated too.
 //
 // # Pinning
 //

@@ -40,6 +40,13 @@ type sluiceCtValue struct {
 	Pad        uint32
 }
 
+type sluiceDirection uint32
+
+const (
+	sluiceDirectionDIR_INGRESS sluiceDirection = 0
+	sluiceDirectionDIR_EGRESS  sluiceDirection = 1
+)
+
 type sluiceEndpointInfo struct {
 	_               structs.HostLayout
 	Id              uint32
@@ -60,6 +67,14 @@ type sluiceIpcacheKey struct {
 	Addr      [16]uint8
 }
 
+type sluicePeerClass uint32
+
+const (
+	sluicePeerClassCLASS_ANY   sluicePeerClass = 0
+	sluicePeerClassCLASS_WORLD sluicePeerClass = 2
+	sluicePeerClassCLASS_MASK  sluicePeerClass = 4294967295
+)
+
 type sluicePolicyKey struct {
 	_     structs.HostLayout
 	Class uint32
@@ -67,6 +82,12 @@ type sluicePolicyKey struct {
 	Plen  uint8
 	Port  [2]uint8
 }
+
+type sluicePolicyMask uint32
+
+const (
+	sluicePolicyMaskMASK_PROTO_ANY sluicePolicyMask = 131072
+)
 
 type sluicePolicyOuterKey struct {
 	_          structs.HostLayout
@@ -76,25 +97,31 @@ type sluicePolicyOuterKey struct {
 	Pad        [2]uint8
 }
 
+type sluiceTcxActionBase int32
+
+const (
+	sluiceTcxActionBaseTCX_NEXT     sluiceTcxActionBase = -1
+	sluiceTcxActionBaseTCX_PASS     sluiceTcxActionBase = 0
+	sluiceTcxActionBaseTCX_DROP     sluiceTcxActionBase = 2
+	sluiceTcxActionBaseTCX_REDIRECT sluiceTcxActionBase = 7
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	sluiceMapSluiceConntrack    = "sluice_conntrack"
-	sluiceMapSluiceCounters     = "sluice_counters"
-	sluiceMapSluiceEndpoints    = "sluice_endpoints"
-	sluiceMapSluiceIfaces       = "sluice_ifaces"
-	sluiceMapSluiceIpcache      = "sluice_ipcache"
-	sluiceMapSluicePolicy       = "sluice_policy"
-	sluiceMapSluiceState        = "sluice_state"
-	sluiceProgSluiceFromPod     = "sluice_from_pod"
-	sluiceProgSluiceToPod       = "sluice_to_pod"
-	sluiceVarCtTimeoutOtherNs   = "ct_timeout_other_ns"
-	sluiceVarCtTimeoutTcpNs     = "ct_timeout_tcp_ns"
-	sluiceVarUnusedEndpointInfo = "unused_endpoint_info"
-	sluiceVarUnusedIfaceInfo    = "unused_iface_info"
-	sluiceVarUnusedIpcacheKey   = "unused_ipcache_key"
-	sluiceVarUnusedPolicyKey    = "unused_policy_key"
+	sluiceMapSluiceConntrack  = "sluice_conntrack"
+	sluiceMapSluiceCounters   = "sluice_counters"
+	sluiceMapSluiceEndpoints  = "sluice_endpoints"
+	sluiceMapSluiceIfaces     = "sluice_ifaces"
+	sluiceMapSluiceIpcache    = "sluice_ipcache"
+	sluiceMapSluicePolicy     = "sluice_policy"
+	sluiceMapSluiceState      = "sluice_state"
+	sluiceProgSluiceFromPod   = "sluice_from_pod"
+	sluiceProgSluiceToPod     = "sluice_to_pod"
+	sluiceVarCtTimeoutOtherNs = "ct_timeout_other_ns"
+	sluiceVarCtTimeoutTcpNs   = "ct_timeout_tcp_ns"
+	sluiceVarUnusedBtfAnchor  = "unused_btf_anchor"
 )
 
 // loadSluice returns the embedded CollectionSpec for sluice.
@@ -160,12 +187,9 @@ type sluiceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sluiceVariableSpecs struct {
-	CtTimeoutOtherNs   *ebpf.VariableSpec `ebpf:"ct_timeout_other_ns"`
-	CtTimeoutTcpNs     *ebpf.VariableSpec `ebpf:"ct_timeout_tcp_ns"`
-	UnusedEndpointInfo *ebpf.VariableSpec `ebpf:"unused_endpoint_info"`
-	UnusedIfaceInfo    *ebpf.VariableSpec `ebpf:"unused_iface_info"`
-	UnusedIpcacheKey   *ebpf.VariableSpec `ebpf:"unused_ipcache_key"`
-	UnusedPolicyKey    *ebpf.VariableSpec `ebpf:"unused_policy_key"`
+	CtTimeoutOtherNs *ebpf.VariableSpec `ebpf:"ct_timeout_other_ns"`
+	CtTimeoutTcpNs   *ebpf.VariableSpec `ebpf:"ct_timeout_tcp_ns"`
+	UnusedBtfAnchor  *ebpf.VariableSpec `ebpf:"unused_btf_anchor"`
 }
 
 // sluiceObjects contains all objects after they have been loaded into the kernel.
@@ -213,12 +237,9 @@ func (m *sluiceMaps) Close() error {
 //
 // It can be passed to loadSluiceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sluiceVariables struct {
-	CtTimeoutOtherNs   *ebpf.Variable `ebpf:"ct_timeout_other_ns"`
-	CtTimeoutTcpNs     *ebpf.Variable `ebpf:"ct_timeout_tcp_ns"`
-	UnusedEndpointInfo *ebpf.Variable `ebpf:"unused_endpoint_info"`
-	UnusedIfaceInfo    *ebpf.Variable `ebpf:"unused_iface_info"`
-	UnusedIpcacheKey   *ebpf.Variable `ebpf:"unused_ipcache_key"`
-	UnusedPolicyKey    *ebpf.Variable `ebpf:"unused_policy_key"`
+	CtTimeoutOtherNs *ebpf.Variable `ebpf:"ct_timeout_other_ns"`
+	CtTimeoutTcpNs   *ebpf.Variable `ebpf:"ct_timeout_tcp_ns"`
+	UnusedBtfAnchor  *ebpf.Variable `ebpf:"unused_btf_anchor"`
 }
 
 // sluicePrograms contains all programs after they have been loaded into the kernel.

@@ -17,11 +17,6 @@ const (
 	DefaultMaxUnavailable   = 1
 	DefaultCPURequest       = "100m"
 	DefaultMemoryRequest    = "256Mi"
-
-	DefaultPolicyEntries    int32 = 16384
-	DefaultConntrackEntries int32 = 524288
-	DefaultNATEntries       int32 = 524288
-	DefaultIPCacheEntries   int32 = 512000
 )
 
 // Effective resolves spec into the configuration in force. agentImage is the
@@ -77,11 +72,13 @@ func effectiveAgent(in *v1.AgentSettings, defaultImage string) v1.EffectiveAgent
 	if maps == nil {
 		maps = &v1.BPFMapSizes{}
 	}
+	// The map-size defaults live in api/v1 because the agent's datapath
+	// falls back to the same ones.
 	out.BPFMaps = v1.EffectiveBPFMaps{
-		PolicyEntries:    orPtr(maps.PolicyEntries, DefaultPolicyEntries),
-		ConntrackEntries: orPtr(maps.ConntrackEntries, DefaultConntrackEntries),
-		NATEntries:       orPtr(maps.NATEntries, DefaultNATEntries),
-		IPCacheEntries:   orPtr(maps.IPCacheEntries, DefaultIPCacheEntries),
+		PolicyEntries:    orPtr(maps.PolicyEntries, v1.DefaultBPFPolicyEntries),
+		ConntrackEntries: orPtr(maps.ConntrackEntries, v1.DefaultBPFConntrackEntries),
+		NATEntries:       orPtr(maps.NATEntries, v1.DefaultBPFNATEntries),
+		IPCacheEntries:   orPtr(maps.IPCacheEntries, v1.DefaultBPFIPCacheEntries),
 	}
 	return out
 }
