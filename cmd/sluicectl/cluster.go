@@ -6,6 +6,8 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/sluice-dev/sluice/internal/status"
 )
 
 // clusterFlags are the flags of commands that talk to a cluster, named and
@@ -22,7 +24,12 @@ func (f *clusterFlags) bind(fs *pflag.FlagSet) {
 	// Empty: the loading rules fall back to $KUBECONFIG and ~/.kube/config.
 	fs.StringVar(&f.rules.ExplicitPath, clientcmd.RecommendedConfigPathFlag, "",
 		"Path to the kubeconfig file (default $KUBECONFIG, then ~/.kube/config, then the in-cluster service account).")
-	clientcmd.BindOverrideFlags(&f.overrides, fs, clientcmd.RecommendedConfigOverrideFlags(""))
+	names := clientcmd.RecommendedConfigOverrideFlags("")
+	names.ContextOverrideFlags.Namespace.Description = "Namespace of the operator and the agent DaemonSet (default " +
+		status.DefaultAgentNamespace + "; the context's namespace is not used)."
+	names.Timeout.Description = "How long to wait for each request to the API server, e.g. 5s or 1m (0: " +
+		defaultRequestTimeout.String() + ")."
+	clientcmd.BindOverrideFlags(&f.overrides, fs, names)
 }
 
 func (f *clusterFlags) clientConfig() clientcmd.ClientConfig {
@@ -44,7 +51,8 @@ func (f *clusterFlags) restConfig() (*rest.Config, error) {
 }
 
 // namespace is -n when given, otherwise def. The context's namespace is
-// not used: it names where the user works, not where Sluice runs.
+// not used: it names where the user works, not where Sluice runs, and a
+// status that looked for the agent in "default" would report it missing.
 func (f *clusterFlags) namespace(def string) string {
 	if f.overrides.Context.Namespace != "" {
 		return f.overrides.Context.Namespace

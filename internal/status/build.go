@@ -189,7 +189,7 @@ func readFailed(obs *Observed, what string) bool {
 }
 
 func pools(in []v1.IPAMPool, p *problems) []Pool {
-	out := []Pool{}
+	out := make([]Pool, 0, len(in))
 	for _, pool := range slices.SortedFunc(slices.Values(in), func(a, b v1.IPAMPool) int { return cmp.Compare(a.Name, b.Name) }) {
 		st := pool.Status
 		out = append(out, Pool{
