@@ -258,16 +258,18 @@ func TestReportJSONFields(t *testing.T) {
 
 func TestWriteTable(t *testing.T) {
 	var out bytes.Buffer
-	if err := WriteTable(&out, Build(healthy(), now)); err != nil {
+	obs := healthy()
+	obs.Config.Status.Effective.PodCIDR = "192.168.0.0/16"
+	if err := WriteTable(&out, Build(obs, now)); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"dataplane cilium, policy cilium", "desired 2, ready 2, updated 2", "n1", "60m ago", "256/512", "Status: OK"} {
+	for _, want := range []string{"dataplane cilium, policy cilium", "pod CIDR 192.168.0.0/16, IPAM pools all", "desired 2, ready 2, updated 2", "n1", "60m ago", "256/512", "Status: OK"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table has no %q:\n%s", want, out.String())
 		}
 	}
 
-	obs := healthy()
+	obs = healthy()
 	setCondition(obs.Pools[0].Status.Conditions, cond(v1.ConditionExhausted, "True", v1.ReasonNodesWaiting, "25 nodes wait"))
 	for i := range 25 {
 		obs.NodeNetworks = append(obs.NodeNetworks, v1.NodeNetwork{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("w%02d", i)}})

@@ -47,7 +47,12 @@ func WriteTable(w io.Writer, r *Report) error {
 		line("DataplaneConfig %s: dataplane %s, policy %s, plugin %s, kube-proxy replacement %s",
 			dpc.Name, orDash(dpc.NetworkDataplane), orDash(dpc.NetworkPolicy), plugin(dpc), onOff(dpc.KubeProxyReplacement))
 		if dpc.PodCIDR != "" || len(dpc.IPAMPools) > 0 {
-			line("  pod CIDR %s, IPAM pools %s", orDash(dpc.PodCIDR), orDash(strings.Join(dpc.IPAMPools, ", ")))
+			// No pool named means every pool serves the cluster.
+			pools := "all"
+			if len(dpc.IPAMPools) > 0 {
+				pools = strings.Join(dpc.IPAMPools, ", ")
+			}
+			line("  pod CIDR %s, IPAM pools %s", orDash(dpc.PodCIDR), pools)
 		}
 		line("  generation %d, observed %d, agent image %s", dpc.Generation, dpc.ObservedGeneration, orDash(dpc.AgentImage))
 		for _, c := range dpc.Conditions {
