@@ -21,7 +21,9 @@ FUZZTIME   ?= 30s
 
 .PHONY: help
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage:\n  make \033[36m<target>\033[0m\n"} \
+		/^##@/ {printf "\n\033[1m%s\033[0m\n", substr($$0, 5)} \
+		/^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 ##@ Development
 
@@ -48,18 +50,31 @@ fmt: ## go fmt
 vet: ## go vet
 	go vet ./...
 
+# The work tree's state: tracked changes and the list of untracked files.
+# verify compares it before and after regenerating, so it checks the whole
+# tree (a generator writing somewhere new is caught too) while edits that
+# were there before it ran don't fail it.
+TREE_STATE := { git diff HEAD --binary; git status --porcelain --untracked-files=all; } | sha256sum
+
 .PHONY: verify
-verify: manifests generate ## Regenerate everything and fail if the tree differs
-	go mod tidy
-	cd hack/tools && go mod tidy
-	@if [ -n "$$(git status --porcelain -- api config go.mod go.sum hack bpf internal/datapath)" ]; then \
-		echo "verify: generated files are out of date; run 'make manifests generate && go mod tidy' and commit:"; \
-		git status --porcelain -- api config go.mod go.sum hack bpf internal/datapath; git --no-pager diff --stat; exit 1; fi
+verify: ## Regenerate everything (controller-gen, bpf2go, go mod tidy) and fail if that changed any file
+	@before=$$($(TREE_STATE)); \
+	$(MAKE) --no-print-directory manifests generate; \
+	go mod tidy; \
+	(cd hack/tools && go mod tidy); \
+	if [ "$$($(TREE_STATE))" != "$$before" ]; then \
+		echo "verify: regenerating changed the tree; run 'make manifests generate && go mod tidy' and commit:"; \
+		git status --porcelain; git --no-pager diff --stat; exit 1; fi
 	@echo "verify: generated files are current"
 
 .PHONY: lint
-lint: ## Run golangci-lint (pinned in hack/tools/go.mod)
+lint: shellcheck ## Run golangci-lint (pinned in hack/tools/go.mod) and shellcheck
 	$(GOLANGCI_LINT) run ./...
+
+.PHONY: shellcheck
+shellcheck: ## Check the shell scripts (hack/*.sh, .ci/run) with shellcheck
+	@command -v shellcheck >/dev/null || { echo "shellcheck: not installed (apt-get install shellcheck)"; exit 1; }
+	shellcheck hack/*.sh .ci/run
 
 .PHONY: setup-envtest
 setup-envtest: ## Build kube-apiserver, etcd and kubectl from source into bin/k8s/<version> (once)

@@ -5,10 +5,10 @@
 #   hack/demo.sh         (make demo) start the lab and the operator, walk
 #                        through the samples in config/samples (the
 #                        DataplaneConfig, then IPAM pools and the nodes of
-#                        hack/demo-nodes.yaml), then, as root, the node
-#                        agent enforcing NetworkPolicy on pods wired by
-#                        sluice-cni in network namespaces; then stop
-#                        everything (KEEP=1 leaves it running)
+#                        hack/demo-nodes.yaml) and sluicectl status, then,
+#                        as root, the node agent enforcing NetworkPolicy on
+#                        pods wired by sluice-cni in network namespaces;
+#                        then stop everything (KEEP=1 leaves it running)
 #   hack/demo.sh --run   (make run) start the lab and the operator and run
 #                        until Ctrl-C, following the operator's log
 #
@@ -66,6 +66,20 @@ show() {
 # kc shows a kubectl command, then runs it.
 kc() { show "$@"; "$KUBECTL" "$@"; }
 
+# status_pending runs sluicectl status, which must exit 1 for one reason
+# only: the lab has no DaemonSet controller, so the agent rollout stays
+# pending (section 5). Any other problem fails the demo.
+status_pending() {
+  local out rc=0
+  printf '%s$ sluicectl status%s\n' "$bold" "$reset"
+  out=$(bin/sluicectl status 2>&1) || rc=$?
+  printf '%s\n' "$out"
+  ((rc == 1)) || die "sluicectl status exited $rc; want 1 (the agent rollout is pending in the lab)"
+  if ! grep -q '^  DataplaneConfig default: AgentPending: ' <<<"$out" || ! grep -qx 'Status: 1 problem' <<<"$out"; then
+    die "sluicectl status reports more than the pending agent rollout"
+  fi
+}
+
 logtail() {
   local f
   for f in "$@"; do
@@ -83,6 +97,9 @@ die() {
 }
 
 on_err() {
+  # $2 is the text of the failed command: kc's own line is shown as the
+  # kubectl command it ran, which show kept in last_cmd.
+  # shellcheck disable=SC2016 # the literal text of kc's command, not an expansion
   if [[ $2 == '"$KUBECTL" "$@"' && -n $last_cmd ]]; then die "failed: $last_cmd"; fi
   die "failed (line $1): $2"
 }
@@ -345,7 +362,16 @@ info "Refused, as it must be: pools must not share addresses (nor overlap the se
 kc get dataplaneconfig default -o jsonpath='{range .status.conditions[?(@.type=="IPAMReady")]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
 
 # 10 -------------------------------------------------------------------------
-section "10. NetworkPolicy on real packets: the node agent on aks-system-0"
+section "10. The dataplane at a glance: sluicectl status"
+info "What a user runs first when something is wrong: the DataplaneConfig and its conditions, the"
+info "agents, the IPAM pools, the NodeNetworks without addresses, and every problem with its reason."
+status_pending
+info "Exit status 1: the only problem is the agent rollout this lab can't run (section 5). In a cluster"
+info "where every agent is ready and every node has its addresses, it prints 'Status: OK' and exits 0."
+info "sluicectl status -o json (or yaml) prints the same report for scripts."
+
+# 11 -------------------------------------------------------------------------
+section "11. NetworkPolicy on real packets: the node agent on aks-system-0"
 if ((EUID != 0)); then
   info "Skipped: this part creates network namespaces and veths and loads eBPF programs, which"
   info "needs root. Run 'sudo make demo' (or hack/demo.sh as root) to see it."
@@ -442,6 +468,14 @@ spec:
   grep -E '^sluice_agent_(policy_apply_seconds_(sum|count)|endpoints) ' <<<"$metrics" ||
     die "the agent's /metrics has no sluice_agent_policy_apply_seconds"
   grep -E '^sluice_agent_endpoint_packets_total\{.*verdict="dropped' <<<"$metrics" | grep -v ' 0$' || true
+
+  # 12 -----------------------------------------------------------------------
+  section "12. sluicectl status with the agent running"
+  info "The agent reports its node in a DataplaneNode: ready, the endpoints in its datapath, its last"
+  info "apply error. The DaemonSet counts stay at 0: the agent runs by hand here, not from the DaemonSet."
+  node_reports_ready() { [[ $("$KUBECTL" get dataplanenode aks-system-0 -o jsonpath='{.status.ready}') == true ]]; }
+  wait_for "DataplaneNode aks-system-0 to report ready" 30 "$agent_pid" node_reports_ready
+  status_pending
 fi
 
 section "Done"

@@ -1,155 +1,114 @@
-// Command sluicectl is the Sluice developer tool.
+// Command sluicectl is the Sluice operator-facing tool: the state of the
+// cluster's dataplane (status), NetworkPolicy verdicts computed offline
+// (policy verdicts), and the local lab (lab up, lab node|pod|matrix).
+// `sluicectl --help` lists the commands and `sluicectl CMD --help` says
+// what each does; `sluicectl completion bash|zsh|fish|powershell` prints a
+// shell completion script.
 //
-// Usage:
-//
-//	sluicectl lab up [--dir .lab] [--webhook-host 127.0.0.1] [--webhook-port 9443] [--repo-root .]
-//
-// `lab up` starts a local Kubernetes control plane on loopback (etcd and
-// kube-apiserver from $KUBEBUILDER_ASSETS, see `make setup-envtest`),
-// installs the Sluice CRDs and validating webhook configuration from config/
-// pointed at a webhook server on https://<webhook-host>:<webhook-port>,
-// writes an admin kubeconfig to <dir>/kubeconfig and runs until interrupted
-// (SIGINT or SIGTERM), then stops the control plane. Run the operator
-// (bin/manager) against that kubeconfig with --webhook-host, --webhook-port
-// and --webhook-cert-ip matching; it creates the webhook certificate and
-// injects its CA bundle. hack/demo.sh does all of this.
-//
-// The control plane has no kubelet, scheduler or controller-manager, so
-// DaemonSets (the node agent) are stored but never rolled out.
+// Exit status: 0 done, 1 a runtime failure (or, for status, an unhealthy
+// dataplane; for policy verdicts --check, differences), 2 a usage error.
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
-	"github.com/sluice-dev/sluice/internal/lab"
+	"github.com/spf13/cobra"
 )
-
-const usage = `sluicectl is the Sluice developer tool.
-
-Usage:
-  sluicectl lab up [flags]   start a local control plane on loopback and
-                             run until interrupted (Ctrl-C)
-  sluicectl lab node|pod|matrix ...
-                             a demo node of network namespaces wired by
-                             sluice-cni ('sluicectl lab node --help')
-  sluicectl policy verdicts --case FILE [--engine bpf|model] [--check]
-                             compute NetworkPolicy verdicts for a case file
-  sluicectl help             show this help
-
-Run 'sluicectl lab up --help' for the flags of lab up.
-`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// Exit codes.
+const (
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// exitError ends sluicectl with code; the command has already said why.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// exitWith returns the error that ends sluicectl with code, or nil for 0.
+func exitWith(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return exitError{code}
+}
+
+// usageError prints a usage error of cmd and ends with exit status 2.
+func usageError(cmd *cobra.Command, format string, a ...any) error {
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", cmd.CommandPath(), fmt.Sprintf(format, a...))
+	return exitError{exitUsage}
+}
+
+// failure prints a runtime failure of cmd and ends with exit status 1.
+func failure(cmd *cobra.Command, err error) error {
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", cmd.CommandPath(), err)
+	return exitError{exitFailure}
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	if isHelp(args[0]) {
-		fmt.Fprint(stdout, usage)
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteC()
+	var exit exitError
+	switch {
+	case err == nil:
 		return 0
+	case errors.As(err, &exit):
+		return exit.code
 	}
-	switch args[0] {
-	case "lab":
-		return runLab(args[1:], stdout, stderr)
-	case "policy":
-		return runPolicy(args[1:], stdout, stderr)
-	default:
-		fmt.Fprintf(stderr, "sluicectl: unknown command %q\n\n%s", args[0], usage)
-		return 2
-	}
+	// Every error a command returns itself is an exitError: the rest are
+	// cobra's, an unknown command or flag or a wrong number of arguments.
+	fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", cmd.CommandPath(), err, cmd.CommandPath())
+	return exitUsage
 }
 
-func runLab(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && labNodeCommands[args[0]] {
-		return runLabNode(args, stdout, stderr)
-	}
-	if len(args) == 0 || args[0] != "up" {
-		if len(args) > 0 && isHelp(args[0]) {
-			fmt.Fprint(stdout, usage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "sluicectl lab: want the subcommand up\n\n%s", usage)
-		return 2
-	}
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sluicectl",
+		Short: "The Sluice operator-facing tool",
+		Long: `sluicectl inspects the Sluice dataplane of a cluster, computes NetworkPolicy
+verdicts offline and runs the local lab.
 
-	fs := flag.NewFlagSet("sluicectl lab up", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	opts := lab.Options{Log: stdout}
-	fs.StringVar(&opts.Dir, "dir", ".lab", "Directory for the kubeconfig and the control plane logs.")
-	fs.StringVar(&opts.WebhookHost, "webhook-host", "127.0.0.1", "Address of the operator's webhook server, as the API server calls it.")
-	fs.IntVar(&opts.WebhookPort, "webhook-port", 9443, "Port of the operator's webhook server.")
-	fs.StringVar(&opts.RepoRoot, "repo-root", ".", "Repository root holding config/crd/bases and config/webhook.")
-	fs.StringVar(&opts.BinaryAssetsDirectory, "assets", os.Getenv("KUBEBUILDER_ASSETS"), "Directory with kube-apiserver, etcd and kubectl (default $KUBEBUILDER_ASSETS).")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: sluicectl lab up [flags]\n\n"+
-			"Starts etcd and kube-apiserver on loopback, installs the Sluice CRDs and webhook\n"+
-			"configuration (calling the operator at https://<webhook-host>:<webhook-port>),\n"+
-			"writes <dir>/kubeconfig and runs until interrupted.\n\nFlags:\n")
-		fs.PrintDefaults()
+Exit status: 0 done, 1 a runtime failure (status: the dataplane is not
+healthy; policy verdicts --check: differences), 2 a usage error.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          cobra.NoArgs,
+		RunE:          wantSubcommand,
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "sluicectl lab up: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
-
-	// Signals stay caught until the end: a signal that killed this process
-	// while it stops the lab would leave kube-apiserver and etcd running.
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		sig := <-signals
-		fmt.Fprintf(stdout, "lab: got %v\n", sig)
-		cancel()
-		for sig := range signals {
-			fmt.Fprintf(stdout, "lab: got %v; still stopping kube-apiserver and etcd\n", sig)
-		}
-	}()
-
-	startCtx, cancelStart := context.WithTimeout(ctx, 3*time.Minute)
-	l, err := lab.Start(startCtx, opts)
-	cancelStart()
-	if err != nil {
-		fmt.Fprintf(stderr, "sluicectl: start the lab: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "lab: ready; kubeconfig: %s\n", l.Kubeconfig)
-	fmt.Fprintf(stdout, "lab: export KUBECONFIG=%s\n", l.Kubeconfig)
-	fmt.Fprintf(stdout, "lab: waiting for the operator's webhooks at %s; press Ctrl-C to stop\n", l.WebhookURL)
-
-	<-ctx.Done()
-	fmt.Fprintln(stdout, "lab: stopping kube-apiserver and etcd")
-	if err := l.Stop(); err != nil {
-		fmt.Fprintf(stderr, "sluicectl: stop the lab: %v\n", err)
-		return 1
-	}
-	fmt.Fprintln(stdout, "lab: stopped")
-	return 0
+	// Errors are printed by run, which knows the exit code; flag errors
+	// would otherwise be printed twice.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
+	root.AddCommand(newStatusCmd(), newPolicyCmd(), newLabCmd())
+	return root
 }
 
-// isHelp reports whether arg asks for help.
-func isHelp(arg string) bool {
-	switch arg {
-	case "-h", "-help", "--help", "help":
-		return true
+// wantSubcommand is the RunE of a command that only groups others:
+// without a subcommand it shows its help on stderr and fails as a usage
+// error, as an unknown subcommand does.
+func wantSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError(cmd, "unknown subcommand %q (see '%s --help')", args[0], cmd.CommandPath())
 	}
-	return false
+	cmd.SetOut(cmd.ErrOrStderr())
+	_ = cmd.Help()
+	return usageError(cmd, "want a subcommand")
+}
+
+// noArgs accepts no positional arguments.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError(cmd, "unexpected arguments %q", args)
+	}
+	return nil
 }

@@ -113,7 +113,7 @@ func TestVerdictsBadInputExits2(t *testing.T) {
 		{"policy", "verdicts"},
 		{"policy", "verdicts", "--case", "/nonexistent.json", "--engine", "model"},
 		{"policy", "verdicts", "--case", "x.json", "--engine", "iptables"},
-		{"policy", "verdicts", "--case", "x.json", "--output", "yaml"},
+		{"policy", "verdicts", "--case", "x.json", "--output", "xml"},
 		{"policy", "verdicts", "--case", "x.json", "extra"},
 		{"policy", "ruling"},
 	} {
