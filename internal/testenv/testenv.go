@@ -53,7 +53,9 @@ func Environment(scheme *k8sruntime.Scheme) *envtest.Environment {
 	}
 }
 
-// Start starts env, saying how to get the binaries when they are missing.
+// Start starts env, saying how to get the binaries when they are missing,
+// and installs the admission policies Sluice ships (the agent's node
+// restriction), returning once they are enforced.
 func Start(env *envtest.Environment) (*rest.Config, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" && env.BinaryAssetsDirectory == "" {
 		return nil, errors.New("KUBEBUILDER_ASSETS is unset: run `make setup-envtest` and set it to bin/k8s/<version> (make test does both)")
@@ -61,6 +63,10 @@ func Start(env *envtest.Environment) (*rest.Config, error) {
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("start kube-apiserver and etcd from %s: %w", os.Getenv("KUBEBUILDER_ASSETS"), err)
+	}
+	if err := installAdmissionPolicies(cfg, Scheme()); err != nil {
+		_ = env.Stop()
+		return nil, err
 	}
 	return cfg, nil
 }
