@@ -7,7 +7,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	. "github.com/onsi/gomega/gstruct"
+	"github.com/onsi/gomega/gstruct"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -294,7 +294,7 @@ var _ = Describe("DataplaneConfig", func() {
 			expectCondition(ctx, v1.ConditionProgressing, metav1.ConditionFalse, v1.ReasonAsExpected)
 			expectCondition(ctx, v1.ConditionDegraded, metav1.ConditionFalse, v1.ReasonAsExpected)
 			got := dpcFromServer(ctx)
-			Expect(got.Status.Agent).To(HaveValue(MatchFields(IgnoreExtras, Fields{"DesiredNodes": BeEquivalentTo(3), "UpdatedNodes": BeEquivalentTo(3), "AvailableNodes": BeEquivalentTo(3)})))
+			Expect(got.Status.Agent).To(HaveValue(gstruct.MatchFields(gstruct.IgnoreExtras, gstruct.Fields{"DesiredNodes": BeEquivalentTo(3), "UpdatedNodes": BeEquivalentTo(3), "AvailableNodes": BeEquivalentTo(3)})))
 			Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
 
 			By("changing the log level rolls the agent")

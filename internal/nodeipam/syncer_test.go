@@ -15,13 +15,14 @@ import (
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
 	"github.com/sluice-dev/sluice/internal/cni"
+	sluicescheme "github.com/sluice-dev/sluice/internal/scheme"
 	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
 var k8s client.Client
 
 func TestMain(m *testing.M) {
-	scheme := testenv.Scheme()
+	scheme := sluicescheme.New()
 	env := testenv.Environment(scheme)
 	cfg, err := testenv.Start(env)
 	if err != nil {
