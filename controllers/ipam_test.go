@@ -263,6 +263,43 @@ var _ = Describe("IPAM", func() {
 		})
 	})
 
+	Context("watermarks", func() {
+		It("publishes the pool's watermarks in force to its nodes and follows their changes", func(ctx SpecContext) {
+			p := pool("wm", v1.IPAMModeSubnet, "10.107.0.0/22")
+			p.Spec.BatchSize = ptr.To[int32](8)
+			Expect(k8s.Create(ctx, p)).To(Succeed())
+			Expect(k8s.Create(ctx, node("wm-a", p.Name))).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { cleanupPool(ctx, p, "wm-a") })
+
+			By("defaults: half a batch and two batches")
+			Eventually(func(g Gomega) {
+				st := nodeNetwork(ctx, g, "wm-a").Status
+				g.Expect(st.MinFreeIPs).To(HaveValue(BeEquivalentTo(4)))
+				g.Expect(st.MaxFreeIPs).To(HaveValue(BeEquivalentTo(16)))
+			}).Should(Succeed())
+
+			By("the pool sets its own")
+			Expect(update(ctx, k8s, p, func() {
+				p.Spec.MinFreeIPs, p.Spec.MaxFreeIPs = ptr.To[int32](2), ptr.To[int32](30)
+			})).To(Succeed())
+			Eventually(func(g Gomega) {
+				st := nodeNetwork(ctx, g, "wm-a").Status
+				g.Expect(st.MinFreeIPs).To(HaveValue(BeEquivalentTo(2)))
+				g.Expect(st.MaxFreeIPs).To(HaveValue(BeEquivalentTo(30)))
+			}).Should(Succeed())
+		})
+
+		It("publishes none for an overlay pool", func(ctx SpecContext) {
+			p := pool("wm-overlay", v1.IPAMModeOverlay, "10.108.0.0/16")
+			Expect(k8s.Create(ctx, p)).To(Succeed())
+			Expect(k8s.Create(ctx, node("wm-o", p.Name))).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { cleanupPool(ctx, p, "wm-o") })
+			nn := expectAllocated(ctx, "wm-o", 1)
+			Expect(nn.Status.MinFreeIPs).To(BeNil())
+			Expect(nn.Status.MaxFreeIPs).To(BeNil())
+		})
+	})
+
 	Context("admission", func() {
 		It("refuses pools that would hand out addresses twice or strand them", func(ctx SpecContext) {
 			p := pool("adm-a", v1.IPAMModeOverlay, "10.110.0.0/16")

@@ -163,8 +163,7 @@ func setPoolCondition(pool *v1.IPAMPool, condType string, status metav1.Conditio
 func waitingNodes(pool string, nns []v1.NodeNetwork) []string {
 	var out []string
 	for _, nn := range nns {
-		c := meta.FindStatusCondition(nn.Status.Conditions, v1.ConditionAllocated)
-		if nn.Status.Pool == pool && c != nil && c.Reason == v1.ReasonPoolExhausted {
+		if waitsOnExhaustedPool(&nn, pool) {
 			out = append(out, nn.Name)
 		}
 	}
