@@ -345,6 +345,37 @@ var _ = Describe("IPAM", func() {
 			By("deleting a pool that nodes hold addresses from")
 			Expect(k8s.Delete(ctx, p)).To(MatchError(ContainSubstring("nodes adm-node still hold addresses from this pool")))
 		})
+
+		It("keeps a pool's sizes at the values in force, whether the fields are set or not", func(ctx SpecContext) {
+			overlay := pool("adm-sizes", v1.IPAMModeOverlay, "10.116.0.0/16")
+			Expect(k8s.Create(ctx, overlay)).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, overlay))).To(Succeed()) })
+
+			By("blockSize: unset means 24")
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.BlockSize = ptr.To[int32](23) })).
+				To(MatchError(ContainSubstring("blockSize can't change: nodes hold blocks of the size in force (24 while blockSize is unset)")))
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.BlockSize = ptr.To[int32](24) })).To(Succeed(), "naming the default changes nothing")
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.BlockSize = nil })).To(Succeed(), "nor does unsetting it")
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.BlockSize = ptr.To[int32](22) })).
+				To(MatchError(ContainSubstring("blockSize can't change")))
+
+			By("ipv6BlockSize: free until the pool has an IPv6 range, then fixed; unset means 120")
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.IPv6BlockSize = ptr.To[int32](112) })).To(Succeed())
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.IPv6BlockSize = nil })).To(Succeed())
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.CIDRs = append(overlay.Spec.CIDRs, "fd00:116::/104") })).To(Succeed())
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.IPv6BlockSize = ptr.To[int32](112) })).
+				To(MatchError(ContainSubstring("ipv6BlockSize can't change while the pool has an IPv6 range: nodes hold blocks of the size in force (120 while ipv6BlockSize is unset)")))
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.IPv6BlockSize = ptr.To[int32](120) })).To(Succeed())
+
+			By("batchSize: unset means 16")
+			subnet := pool("adm-batches", v1.IPAMModeSubnet, "10.117.0.0/16")
+			Expect(k8s.Create(ctx, subnet)).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, subnet))).To(Succeed()) })
+			Expect(update(ctx, k8s, subnet, func() { subnet.Spec.BatchSize = ptr.To[int32](32) })).
+				To(MatchError(ContainSubstring("batchSize can't change: nodes hold batches of the size in force (16 while batchSize is unset)")))
+			Expect(update(ctx, k8s, subnet, func() { subnet.Spec.BatchSize = ptr.To[int32](16) })).To(Succeed())
+			Expect(update(ctx, k8s, subnet, func() { subnet.Spec.BatchSize = nil })).To(Succeed())
+		})
 	})
 })
 
