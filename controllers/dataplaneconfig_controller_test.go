@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -22,10 +21,10 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
 func dataplaneConfig(spec v1.DataplaneConfigSpec) *v1.DataplaneConfig {
@@ -338,36 +337,10 @@ var _ = Describe("DataplaneConfig", func() {
 				g.Expect(meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady)).NotTo(BeNil())
 			}).Should(Succeed())
 
-			var writes atomic.Int32
-			count := func() { writes.Add(1) }
+			var writes testenv.WriteCounter
 			base, err := client.NewWithWatch(restCfg, client.Options{Scheme: scheme})
 			Expect(err).NotTo(HaveOccurred())
-			counting := interceptor.NewClient(base, interceptor.Funcs{
-				Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-					count()
-					return c.Create(ctx, obj, opts...)
-				},
-				Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-					count()
-					return c.Update(ctx, obj, opts...)
-				},
-				Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-					count()
-					return c.Patch(ctx, obj, patch, opts...)
-				},
-				Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
-					count()
-					return c.Delete(ctx, obj, opts...)
-				},
-				SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-					count()
-					return c.SubResource(sub).Update(ctx, obj, opts...)
-				},
-				SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-					count()
-					return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
-				},
-			})
+			counting := writes.Wrap(base)
 			recorder := events.NewFakeRecorder(10)
 			r := &DataplaneConfigReconciler{Client: counting, Recorder: recorder, Agent: agent, AgentImage: agentImage}
 
@@ -375,7 +348,7 @@ var _ = Describe("DataplaneConfig", func() {
 				_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key(dpc)})
 				Expect(err).NotTo(HaveOccurred())
 			}
-			Expect(writes.Load()).To(BeZero(), "a reconcile of a settled object must not write")
+			Expect(writes.Count()).To(BeZero(), "a reconcile of a settled object must not write")
 			Expect(recorder.Events).To(BeEmpty(), "nor emit events")
 		})
 	})
