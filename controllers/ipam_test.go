@@ -12,10 +12,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
+	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
 // Each IPAM spec labels its nodes with its own pool label value, so pools
@@ -260,6 +263,33 @@ var _ = Describe("IPAM", func() {
 				g.Expect(got.Status.CIDRs).To(Equal([]v1.CIDR{v1.CIDR(first.String())}))
 				g.Expect(claimsOfPool(ctx, g, p.Name)).To(HaveLen(1))
 			}).Should(Succeed())
+		})
+	})
+
+	Context("a settled node", func() {
+		It("costs no API writes and no events to reconcile again", func(ctx SpecContext) {
+			p := pool("settled", v1.IPAMModeSubnet, "10.109.0.0/22")
+			Expect(k8s.Create(ctx, p)).To(Succeed())
+			Expect(k8s.Create(ctx, node("settled-a", p.Name))).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { cleanupPool(ctx, p, "settled-a") })
+			expectAllocated(ctx, "settled-a", 1)
+			Eventually(func(g Gomega) {
+				nn := nodeNetwork(ctx, g, "settled-a")
+				g.Expect(nn.Status.ObservedGeneration).To(Equal(nn.Generation))
+			}).Should(Succeed())
+
+			var writes testenv.WriteCounter
+			base, err := client.NewWithWatch(restCfg, client.Options{Scheme: scheme})
+			Expect(err).NotTo(HaveOccurred())
+			counting := writes.Wrap(base)
+			recorder := events.NewFakeRecorder(10)
+			r := &NodeNetworkReconciler{Client: counting, APIReader: counting, Recorder: recorder, spaces: newPoolSpaces()}
+			for range 2 {
+				_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Name: "settled-a"}})
+				Expect(err).NotTo(HaveOccurred())
+			}
+			Expect(writes.Count()).To(BeZero(), "a reconcile of a settled node must not write")
+			Expect(recorder.Events).To(BeEmpty(), "nor emit events")
 		})
 	})
 
