@@ -217,14 +217,15 @@ func (r *NodeNetworkReconciler) reconcileDelete(ctx context.Context, nn *v1.Node
 // runs and their errors are joined; a phase that lacks what an earlier one
 // should have found does nothing, so the status says how far it got.
 func (r *NodeNetworkReconciler) reconcileNormal(ctx context.Context, s *nodeScope) (ctrl.Result, error) {
-	var errs []error
-	for _, phase := range []func(context.Context, *nodeScope) error{
+	phases := []func(context.Context, *nodeScope) error{
 		r.selectPool,    // the one pool that selects the node
 		r.labelWithPool, // for kubectl get nodenetworks -l sluice.dev/pool=NAME
 		r.readHoldings,  // what the node holds, keeps and gives back
 		r.claimMissing,  // claim blocks until the node has enough
 		r.releaseClaims, // drop given-back blocks from status, then their claims
-	} {
+	}
+	errs := make([]error, 0, len(phases))
+	for _, phase := range phases {
 		errs = append(errs, phase(ctx, s))
 	}
 	if err := errors.Join(errs...); err != nil {

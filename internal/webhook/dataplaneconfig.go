@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -107,11 +108,11 @@ func validateAgent(agent *v1.AgentSettings) field.ErrorList {
 		return nil
 	}
 	path := field.NewPath("spec", "agent")
-	var errs field.ErrorList
-	errs = append(errs, validateMaxUnavailable(path.Child("maxUnavailable"), agent.MaxUnavailable)...)
-	errs = append(errs, validateRequest(path.Child("cpuRequest"), agent.CPURequest, `such as "100m" or "0.5"`)...)
-	errs = append(errs, validateRequest(path.Child("memoryRequest"), agent.MemoryRequest, `such as "256Mi" or "1Gi"`)...)
-	return errs
+	return slices.Concat(
+		validateMaxUnavailable(path.Child("maxUnavailable"), agent.MaxUnavailable),
+		validateRequest(path.Child("cpuRequest"), agent.CPURequest, `such as "100m" or "0.5"`),
+		validateRequest(path.Child("memoryRequest"), agent.MemoryRequest, `such as "256Mi" or "1Gi"`),
+	)
 }
 
 // validateMaxUnavailable is here rather than in the schema: maxUnavailable
