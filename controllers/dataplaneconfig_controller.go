@@ -1,6 +1,3 @@
-// Package controllers holds the reconcilers of the Sluice operator, one file
-// per kind: <kind>_controller.go reconciles, <kind>_status.go computes
-// conditions as pure functions.
 package controllers
 
 import (

@@ -3,11 +3,10 @@ package controllers
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	. "github.com/onsi/gomega/gstruct"
+	"github.com/onsi/gomega/gstruct"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -22,10 +21,10 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
 func dataplaneConfig(spec v1.DataplaneConfigSpec) *v1.DataplaneConfig {
@@ -167,6 +166,12 @@ var _ = Describe("DataplaneConfig", func() {
 			Entry("maxUnavailable 0%", "default",
 				v1.DataplaneConfigSpec{Agent: &v1.AgentSettings{MaxUnavailable: ptr.To(intstr.FromString("0%"))}},
 				"spec.agent.maxUnavailable: Invalid value: \"0%\": must be a whole number of at least 1 or a percentage from 1% to 100%"),
+			Entry("a negative CPU request", "default",
+				v1.DataplaneConfigSpec{Agent: &v1.AgentSettings{CPURequest: ptr.To(resource.MustParse("-100m"))}},
+				`spec.agent.cpuRequest: Invalid value: "-100m": must not be negative; use zero or more`),
+			Entry("a negative memory request", "default",
+				v1.DataplaneConfigSpec{Agent: &v1.AgentSettings{MemoryRequest: ptr.To(resource.MustParse("-256Mi"))}},
+				`spec.agent.memoryRequest: Invalid value: "-256Mi": must not be negative; use zero or more`),
 			Entry("a policy map too small to be useful", "default",
 				v1.DataplaneConfigSpec{Agent: &v1.AgentSettings{BPFMaps: &v1.BPFMapSizes{PolicyEntries: ptr.To[int32](10)}}},
 				"spec.agent.bpfMaps.policyEntries: Invalid value: 10: spec.agent.bpfMaps.policyEntries in body should be greater than or equal to 1024"),
@@ -294,7 +299,7 @@ var _ = Describe("DataplaneConfig", func() {
 			expectCondition(ctx, v1.ConditionProgressing, metav1.ConditionFalse, v1.ReasonAsExpected)
 			expectCondition(ctx, v1.ConditionDegraded, metav1.ConditionFalse, v1.ReasonAsExpected)
 			got := dpcFromServer(ctx)
-			Expect(got.Status.Agent).To(HaveValue(MatchFields(IgnoreExtras, Fields{"DesiredNodes": BeEquivalentTo(3), "UpdatedNodes": BeEquivalentTo(3), "AvailableNodes": BeEquivalentTo(3)})))
+			Expect(got.Status.Agent).To(HaveValue(gstruct.MatchFields(gstruct.IgnoreExtras, gstruct.Fields{"DesiredNodes": BeEquivalentTo(3), "UpdatedNodes": BeEquivalentTo(3), "AvailableNodes": BeEquivalentTo(3)})))
 			Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
 
 			By("changing the log level rolls the agent")
@@ -332,36 +337,10 @@ var _ = Describe("DataplaneConfig", func() {
 				g.Expect(meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady)).NotTo(BeNil())
 			}).Should(Succeed())
 
-			var writes atomic.Int32
-			count := func() { writes.Add(1) }
+			var writes testenv.WriteCounter
 			base, err := client.NewWithWatch(restCfg, client.Options{Scheme: scheme})
 			Expect(err).NotTo(HaveOccurred())
-			counting := interceptor.NewClient(base, interceptor.Funcs{
-				Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-					count()
-					return c.Create(ctx, obj, opts...)
-				},
-				Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-					count()
-					return c.Update(ctx, obj, opts...)
-				},
-				Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-					count()
-					return c.Patch(ctx, obj, patch, opts...)
-				},
-				Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
-					count()
-					return c.Delete(ctx, obj, opts...)
-				},
-				SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-					count()
-					return c.SubResource(sub).Update(ctx, obj, opts...)
-				},
-				SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-					count()
-					return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
-				},
-			})
+			counting := writes.Wrap(base)
 			recorder := events.NewFakeRecorder(10)
 			r := &DataplaneConfigReconciler{Client: counting, Recorder: recorder, Agent: agent, AgentImage: agentImage}
 
@@ -369,7 +348,7 @@ var _ = Describe("DataplaneConfig", func() {
 				_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key(dpc)})
 				Expect(err).NotTo(HaveOccurred())
 			}
-			Expect(writes.Load()).To(BeZero(), "a reconcile of a settled object must not write")
+			Expect(writes.Count()).To(BeZero(), "a reconcile of a settled object must not write")
 			Expect(recorder.Events).To(BeEmpty(), "nor emit events")
 		})
 	})

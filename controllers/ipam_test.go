@@ -12,10 +12,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
+	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
 // Each IPAM spec labels its nodes with its own pool label value, so pools
@@ -263,6 +266,70 @@ var _ = Describe("IPAM", func() {
 		})
 	})
 
+	Context("a settled node", func() {
+		It("costs no API writes and no events to reconcile again", func(ctx SpecContext) {
+			p := pool("settled", v1.IPAMModeSubnet, "10.109.0.0/22")
+			Expect(k8s.Create(ctx, p)).To(Succeed())
+			Expect(k8s.Create(ctx, node("settled-a", p.Name))).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { cleanupPool(ctx, p, "settled-a") })
+			expectAllocated(ctx, "settled-a", 1)
+			Eventually(func(g Gomega) {
+				nn := nodeNetwork(ctx, g, "settled-a")
+				g.Expect(nn.Status.ObservedGeneration).To(Equal(nn.Generation))
+			}).Should(Succeed())
+
+			var writes testenv.WriteCounter
+			base, err := client.NewWithWatch(restCfg, client.Options{Scheme: scheme})
+			Expect(err).NotTo(HaveOccurred())
+			counting := writes.Wrap(base)
+			recorder := events.NewFakeRecorder(10)
+			r := &NodeNetworkReconciler{Client: counting, APIReader: counting, Recorder: recorder, spaces: newPoolSpaces()}
+			for range 2 {
+				_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Name: "settled-a"}})
+				Expect(err).NotTo(HaveOccurred())
+			}
+			Expect(writes.Count()).To(BeZero(), "a reconcile of a settled node must not write")
+			Expect(recorder.Events).To(BeEmpty(), "nor emit events")
+		})
+	})
+
+	Context("watermarks", func() {
+		It("publishes the pool's watermarks in force to its nodes and follows their changes", func(ctx SpecContext) {
+			p := pool("wm", v1.IPAMModeSubnet, "10.107.0.0/22")
+			p.Spec.BatchSize = ptr.To[int32](8)
+			Expect(k8s.Create(ctx, p)).To(Succeed())
+			Expect(k8s.Create(ctx, node("wm-a", p.Name))).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { cleanupPool(ctx, p, "wm-a") })
+
+			By("defaults: half a batch and two batches")
+			Eventually(func(g Gomega) {
+				st := nodeNetwork(ctx, g, "wm-a").Status
+				g.Expect(st.MinFreeIPs).To(HaveValue(BeEquivalentTo(4)))
+				g.Expect(st.MaxFreeIPs).To(HaveValue(BeEquivalentTo(16)))
+			}).Should(Succeed())
+
+			By("the pool sets its own")
+			Expect(update(ctx, k8s, p, func() {
+				p.Spec.MinFreeIPs, p.Spec.MaxFreeIPs = ptr.To[int32](2), ptr.To[int32](30)
+			})).To(Succeed())
+			Eventually(func(g Gomega) {
+				st := nodeNetwork(ctx, g, "wm-a").Status
+				g.Expect(st.MinFreeIPs).To(HaveValue(BeEquivalentTo(2)))
+				g.Expect(st.MaxFreeIPs).To(HaveValue(BeEquivalentTo(30)))
+			}).Should(Succeed())
+		})
+
+		It("publishes none for an overlay pool", func(ctx SpecContext) {
+			p := pool("wm-overlay", v1.IPAMModeOverlay, "10.108.0.0/16")
+			Expect(k8s.Create(ctx, p)).To(Succeed())
+			Expect(k8s.Create(ctx, node("wm-o", p.Name))).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { cleanupPool(ctx, p, "wm-o") })
+			nn := expectAllocated(ctx, "wm-o", 1)
+			Expect(nn.Status.MinFreeIPs).To(BeNil())
+			Expect(nn.Status.MaxFreeIPs).To(BeNil())
+		})
+	})
+
 	Context("admission", func() {
 		It("refuses pools that would hand out addresses twice or strand them", func(ctx SpecContext) {
 			p := pool("adm-a", v1.IPAMModeOverlay, "10.110.0.0/16")
@@ -307,6 +374,37 @@ var _ = Describe("IPAM", func() {
 
 			By("deleting a pool that nodes hold addresses from")
 			Expect(k8s.Delete(ctx, p)).To(MatchError(ContainSubstring("nodes adm-node still hold addresses from this pool")))
+		})
+
+		It("keeps a pool's sizes at the values in force, whether the fields are set or not", func(ctx SpecContext) {
+			overlay := pool("adm-sizes", v1.IPAMModeOverlay, "10.116.0.0/16")
+			Expect(k8s.Create(ctx, overlay)).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, overlay))).To(Succeed()) })
+
+			By("blockSize: unset means 24")
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.BlockSize = ptr.To[int32](23) })).
+				To(MatchError(ContainSubstring("blockSize can't change: nodes hold blocks of the size in force (24 while blockSize is unset)")))
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.BlockSize = ptr.To[int32](24) })).To(Succeed(), "naming the default changes nothing")
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.BlockSize = nil })).To(Succeed(), "nor does unsetting it")
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.BlockSize = ptr.To[int32](22) })).
+				To(MatchError(ContainSubstring("blockSize can't change")))
+
+			By("ipv6BlockSize: free until the pool has an IPv6 range, then fixed; unset means 120")
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.IPv6BlockSize = ptr.To[int32](112) })).To(Succeed())
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.IPv6BlockSize = nil })).To(Succeed())
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.CIDRs = append(overlay.Spec.CIDRs, "fd00:116::/104") })).To(Succeed())
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.IPv6BlockSize = ptr.To[int32](112) })).
+				To(MatchError(ContainSubstring("ipv6BlockSize can't change while the pool has an IPv6 range: nodes hold blocks of the size in force (120 while ipv6BlockSize is unset)")))
+			Expect(update(ctx, k8s, overlay, func() { overlay.Spec.IPv6BlockSize = ptr.To[int32](120) })).To(Succeed())
+
+			By("batchSize: unset means 16")
+			subnet := pool("adm-batches", v1.IPAMModeSubnet, "10.117.0.0/16")
+			Expect(k8s.Create(ctx, subnet)).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, subnet))).To(Succeed()) })
+			Expect(update(ctx, k8s, subnet, func() { subnet.Spec.BatchSize = ptr.To[int32](32) })).
+				To(MatchError(ContainSubstring("batchSize can't change: nodes hold batches of the size in force (16 while batchSize is unset)")))
+			Expect(update(ctx, k8s, subnet, func() { subnet.Spec.BatchSize = ptr.To[int32](16) })).To(Succeed())
+			Expect(update(ctx, k8s, subnet, func() { subnet.Spec.BatchSize = nil })).To(Succeed())
 		})
 	})
 })

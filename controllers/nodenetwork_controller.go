@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
@@ -28,15 +26,22 @@ import (
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
 	"github.com/sluice-dev/sluice/internal/ipam"
-	"github.com/sluice-dev/sluice/internal/ipampool"
 )
 
 // Event reasons of NodeNetwork.
 const (
+	// EventBlockAllocated: the node was given a block (Overlay) or a batch
+	// (Subnet) of its pool.
 	EventBlockAllocated = "BlockAllocated"
-	EventBlockReleased  = "BlockReleased"
-	EventPoolExhausted  = "PoolExhausted"
-	EventStillInUse     = "AddressesStillInUse"
+	// EventBlockReleased: a block the node gave back, or held of a pool it
+	// left, went back to its pool.
+	EventBlockReleased = "BlockReleased"
+	// EventPoolExhausted: the node needs a block its pool doesn't have; it
+	// waits until a block is released or a range is added.
+	EventPoolExhausted = "PoolExhausted"
+	// EventStillInUse: the NodeNetwork was deleted while its node's pods
+	// still use its addresses, so they are kept.
+	EventStillInUse = "AddressesStillInUse"
 )
 
 // exhaustedRetry is how soon a node that found its pool exhausted looks
@@ -102,8 +107,19 @@ func (r *NodeNetworkReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Complete(r)
 }
 
+// nodeScope is one reconcile of one node: the objects it works on and what
+// it learnt, for the status.
+type nodeScope struct {
+	node *corev1.Node
+	nn   *v1.NodeNetwork
+	// before is nn as last read from or written to the API, for the status
+	// patch.
+	before *v1.NodeNetwork
+	obs    nodeObservation
+}
+
 // Reconcile allocates for, or releases the addresses of, one node.
-func (r *NodeNetworkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *NodeNetworkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	node := &corev1.Node{}
 	nodeErr := r.Client.Get(ctx, req.NamespacedName, node)
 	if nodeErr != nil && !apierrors.IsNotFound(nodeErr) {
@@ -119,24 +135,39 @@ func (r *NodeNetworkReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		if nodeGone {
 			return ctrl.Result{}, nil
 		}
+		// Created with its finalizer; the create event brings it back here.
 		return ctrl.Result{}, r.createNodeNetwork(ctx, node)
 	}
-
 	if nodeGone || !nn.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, nn, nodeGone)
 	}
-	return r.reconcileNormal(ctx, node, nn)
+	if controllerutil.AddFinalizer(nn, v1.FinalizerReleaseAddresses) {
+		if err := r.Client.Update(ctx, nn); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer to NodeNetwork %s: %w", nn.Name, err)
+		}
+		return ctrl.Result{}, nil
+	}
+
+	s := &nodeScope{node: node, nn: nn, before: nn.DeepCopy()}
+	defer func() {
+		setNodeNetworkStatus(s.nn, &s.obs)
+		if reterr == nil {
+			s.nn.Status.ObservedGeneration = s.nn.Generation
+		}
+		if err := r.patchStatus(ctx, s); err != nil {
+			reterr = errors.Join(reterr, err)
+		}
+	}()
+	return r.reconcileNormal(ctx, s)
 }
 
 // createNodeNetwork makes the node's NodeNetwork, owned by the node (so the
 // garbage collector follows it) and holding the release finalizer.
 func (r *NodeNetworkReconciler) createNodeNetwork(ctx context.Context, node *corev1.Node) error {
 	nn := &v1.NodeNetwork{ObjectMeta: metav1.ObjectMeta{
-		Name:       node.Name,
-		Finalizers: []string{v1.FinalizerReleaseAddresses},
-		OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID,
-		}},
+		Name:            node.Name,
+		Finalizers:      []string{v1.FinalizerReleaseAddresses},
+		OwnerReferences: []metav1.OwnerReference{v1.NodeOwnerReference(node.Name, node.UID)},
 	}}
 	if err := r.Client.Create(ctx, nn); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create NodeNetwork %s: %w", node.Name, err)
@@ -158,16 +189,20 @@ func (r *NodeNetworkReconciler) reconcileDelete(ctx context.Context, nn *v1.Node
 		if err := r.Client.Delete(ctx, nn); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("delete NodeNetwork %s: %w", nn.Name, err)
 		}
-		return nil
+		return nil // the delete event brings it back here, now with a deletion timestamp
 	}
 	claims, err := r.claimsOf(ctx, nn.Name)
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, claim := range claims {
-		if err := r.deleteClaim(ctx, &claim); err != nil {
-			return err
-		}
+		errs = append(errs, r.deleteClaim(ctx, &claim))
+	}
+	// The finalizer stays until every claim is gone: it is what brings the
+	// release back here after a failure.
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	if controllerutil.RemoveFinalizer(nn, v1.FinalizerReleaseAddresses) {
 		if err := r.Client.Update(ctx, nn); err != nil && !apierrors.IsNotFound(err) {
@@ -178,88 +213,46 @@ func (r *NodeNetworkReconciler) reconcileDelete(ctx context.Context, nn *v1.Node
 	return nil
 }
 
-// reconcileNormal brings the node's holdings to what it needs: releases
-// what it gives back, recovers claims a crash left out of status, and
-// claims new blocks.
-func (r *NodeNetworkReconciler) reconcileNormal(ctx context.Context, node *corev1.Node, nn *v1.NodeNetwork) (ctrl.Result, error) {
-	before := nn.DeepCopy()
-	pool, reason, message, err := r.poolFor(ctx, node)
-	if err != nil {
+// reconcileNormal brings the node's holdings to what it needs. Every phase
+// runs and their errors are joined; a phase that lacks what an earlier one
+// should have found does nothing, so the status says how far it got.
+func (r *NodeNetworkReconciler) reconcileNormal(ctx context.Context, s *nodeScope) (ctrl.Result, error) {
+	phases := []func(context.Context, *nodeScope) error{
+		r.selectPool,    // the one pool that selects the node
+		r.labelWithPool, // for kubectl get nodenetworks -l sluice.dev/pool=NAME
+		r.readHoldings,  // what the node holds, keeps and gives back
+		r.claimMissing,  // claim blocks until the node has enough
+		r.releaseClaims, // drop given-back blocks from status, then their claims
+	}
+	errs := make([]error, 0, len(phases))
+	for _, phase := range phases {
+		errs = append(errs, phase(ctx, s))
+	}
+	if err := errors.Join(errs...); err != nil {
 		return ctrl.Result{}, err
 	}
-	if pool == nil {
-		setAllocated(nn, metav1.ConditionFalse, reason, message)
-		return ctrl.Result{}, r.patchNodeNetworkStatus(ctx, before, nn)
+	if s.obs.exhausted {
+		return ctrl.Result{RequeueAfter: exhaustedRetry}, nil
 	}
-	if err := r.labelWithPool(ctx, nn, pool.Name); err != nil {
-		return ctrl.Result{}, err
-	}
-	before = nn.DeepCopy()
-	params, err := r.spaces.get(ctx, r.Client, pool)
+	return ctrl.Result{}, nil
+}
+
+// selectPool finds the pools that select the node, among the pools the
+// DataplaneConfig names (all pools when it names none).
+func (r *NodeNetworkReconciler) selectPool(ctx context.Context, s *nodeScope) error {
+	pools, err := r.poolsSelecting(ctx, s.node)
 	if err != nil {
-		setAllocated(nn, metav1.ConditionFalse, v1.ReasonInvalidRanges, err.Error())
-		return ctrl.Result{}, errors.Join(err, r.patchNodeNetworkStatus(ctx, before, nn))
+		return err
 	}
-
-	// Claims are read uncached: a claim this operator made a moment ago
-	// may not be in the cache yet, and missing it would claim a second
-	// block for the node.
-	claims, err := r.claimsOf(ctx, nn.Name)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	held, fromOtherPool := splitByPool(claims, pool.Name)
-	if len(fromOtherPool) > 0 {
-		if nn.Spec.IPsInUse > 0 {
-			setAllocated(nn, metav1.ConditionFalse, v1.ReasonPoolChanged, fmt.Sprintf(
-				"Node now matches IPAMPool %s but its pods still use %d addresses of IPAMPool %s; drain the node to move it",
-				pool.Name, nn.Spec.IPsInUse, fromOtherPool[0].Spec.Pool))
-			return ctrl.Result{}, r.patchNodeNetworkStatus(ctx, before, nn)
-		}
-	}
-
-	release := releasedBy(nn, held)
-	keep := slices.DeleteFunc(slices.Clone(held), func(c v1.IPAMBlock) bool { return slices.Contains(release, c.Spec.CIDR) })
-	claimed, exhausted, err := r.claimMissing(ctx, nn, pool, params, keep)
-	keep = append(keep, claimed...)
-
-	nn.Status.Pool = pool.Name
-	nn.Status.Mode = pool.Spec.Mode
-	nn.Status.MaxPods = int32(params.MaxPods)
-	nn.Status.CIDRs, nn.Status.ExcludeIPs = holdings(keep, params)
-	nn.Status.ObservedGeneration = nn.Generation
-	switch {
-	case exhausted:
-		setAllocated(nn, metav1.ConditionFalse, v1.ReasonPoolExhausted, fmt.Sprintf(
-			"IPAMPool %s has no free block for this node; add a range to the pool or free addresses elsewhere", pool.Name))
-	case err == nil:
-		setAllocated(nn, metav1.ConditionTrue, v1.ReasonAllocated, fmt.Sprintf(
-			"Node holds %d block(s) of IPAMPool %s", len(keep), pool.Name))
-	}
-	if statusErr := r.patchNodeNetworkStatus(ctx, before, nn); statusErr != nil {
-		// Claims made above are recovered into status on the next pass.
-		return ctrl.Result{}, errors.Join(err, statusErr)
-	}
-
-	// Only now that status no longer lists them may released blocks (and
-	// blocks of a pool the node left) go back to the pool.
-	for _, claim := range append(fromOtherPool, claimsFor(held, release)...) {
-		if err := r.deleteClaim(ctx, &claim); err != nil {
-			return ctrl.Result{}, err
-		}
-		r.Recorder.Eventf(nn, nil, corev1.EventTypeNormal, EventBlockReleased, "Release",
-			"Released %s back to IPAMPool %s", claim.Spec.CIDR, claim.Spec.Pool)
-	}
-	if exhausted {
-		return ctrl.Result{RequeueAfter: exhaustedRetry}, err
-	}
-	return ctrl.Result{}, err
+	s.obs.pools, s.obs.poolsListed = pools, true
+	return nil
 }
 
 // labelWithPool labels the NodeNetwork with its pool, so that
 // `kubectl get nodenetworks -l sluice.dev/pool=NAME` lists a pool's nodes.
-func (r *NodeNetworkReconciler) labelWithPool(ctx context.Context, nn *v1.NodeNetwork, pool string) error {
-	if nn.Labels[v1.LabelPool] == pool {
+func (r *NodeNetworkReconciler) labelWithPool(ctx context.Context, s *nodeScope) error {
+	nn, pool := s.nn, s.obs.poolName()
+	if pool == "" || nn.Labels[v1.LabelPool] == pool {
 		return nil
 	}
 	before := nn.DeepCopy()
@@ -273,13 +266,52 @@ func (r *NodeNetworkReconciler) labelWithPool(ctx context.Context, nn *v1.NodeNe
 	return nil
 }
 
+// readHoldings reads the pool's settings and the node's claims, and sorts
+// the claims into those the node keeps and those it gives back: blocks it
+// released, and blocks of a pool it no longer draws from. A node whose
+// pods still use addresses of its old pool stays where it is.
+func (r *NodeNetworkReconciler) readHoldings(ctx context.Context, s *nodeScope) error {
+	pool := s.obs.pool()
+	if pool == nil {
+		return nil
+	}
+	params, err := r.spaces.get(ctx, r.Client, pool)
+	if err != nil {
+		s.obs.invalidRanges = err
+		return err
+	}
+	s.obs.params = &params
+
+	// Claims are read uncached: a claim this operator made a moment ago
+	// may not be in the cache yet, and missing it would claim a second
+	// block for the node.
+	claims, err := r.claimsOf(ctx, s.nn.Name)
+	if err != nil {
+		return err
+	}
+	held, fromOtherPool := splitByPool(claims, pool.Name)
+	if len(fromOtherPool) > 0 && s.nn.Spec.IPsInUse > 0 {
+		s.obs.movingFrom = fromOtherPool[0].Spec.Pool
+		return nil
+	}
+	released := releasedBy(s.nn, held)
+	s.obs.keep = slices.DeleteFunc(slices.Clone(held), func(c v1.IPAMBlock) bool { return slices.Contains(released, c.Spec.CIDR) })
+	s.obs.release = append(fromOtherPool, claimsFor(held, released)...)
+	s.obs.holdingsRead = true
+	return nil
+}
+
 // claimMissing claims blocks until the node holds what it needs of every
-// family. It reports exhaustion separately from errors: running out is a
-// state, not a failure.
-func (r *NodeNetworkReconciler) claimMissing(ctx context.Context, nn *v1.NodeNetwork, pool *v1.IPAMPool, params ipampool.Params, held []v1.IPAMBlock) (claimed []v1.IPAMBlock, exhausted bool, err error) {
+// family. Exhaustion is recorded, not returned: running out is a state,
+// not a failure.
+func (r *NodeNetworkReconciler) claimMissing(ctx context.Context, s *nodeScope) error {
+	if !s.obs.holdingsRead {
+		return nil
+	}
+	nn, pool, params := s.nn, s.obs.pool(), *s.obs.params
 	for _, family := range params.Families() {
 		blocks, usable := 0, 0
-		for _, c := range held {
+		for _, c := range s.obs.keep {
 			if prefix, err := netip.ParsePrefix(string(c.Spec.CIDR)); err == nil && ipam.FamilyOf(prefix) == family {
 				blocks++
 				usable += params.Usable(prefix)
@@ -291,19 +323,48 @@ func (r *NodeNetworkReconciler) claimMissing(ctx context.Context, nn *v1.NodeNet
 				ipamAllocationFailures.WithLabelValues(pool.Name, "exhausted").Inc()
 				r.Recorder.Eventf(nn, pool, corev1.EventTypeWarning, EventPoolExhausted, "Allocate",
 					"IPAMPool %s has no free IPv%d block for node %s", pool.Name, family, nn.Name)
-				return claimed, true, nil
+				s.obs.exhausted = true
+				return nil
 			}
 			if err != nil {
-				return claimed, false, err
+				return err
 			}
-			claimed = append(claimed, *claim)
+			s.obs.keep = append(s.obs.keep, *claim)
 			blocks++
 			usable += params.Usable(netip.MustParsePrefix(string(claim.Spec.CIDR)))
 			r.Recorder.Eventf(nn, nil, corev1.EventTypeNormal, EventBlockAllocated, "Allocate",
 				"Allocated %s from IPAMPool %s", claim.Spec.CIDR, pool.Name)
 		}
 	}
-	return claimed, false, nil
+	s.obs.satisfied = true
+	return nil
+}
+
+// releaseClaims gives back the blocks readHoldings set aside. Status must
+// stop listing a block before its claim goes: once the claim is gone the
+// block may go to another node, and the node's side only stops using what
+// status no longer lists. So this phase writes status itself, locked to
+// the version this reconcile read, and deletes claims only once that write
+// succeeded; the deferred patch then writes nothing or only what changed
+// after (observedGeneration).
+func (r *NodeNetworkReconciler) releaseClaims(ctx context.Context, s *nodeScope) error {
+	if len(s.obs.release) == 0 {
+		return nil
+	}
+	setNodeNetworkStatus(s.nn, &s.obs)
+	if err := r.patchStatus(ctx, s); err != nil {
+		return err // claims made above are recovered into status on the next pass
+	}
+	var errs []error
+	for _, claim := range s.obs.release {
+		if err := r.deleteClaim(ctx, &claim); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.Recorder.Eventf(s.nn, nil, corev1.EventTypeNormal, EventBlockReleased, "Release",
+			"Released %s back to IPAMPool %s", claim.Spec.CIDR, claim.Spec.Pool)
+	}
+	return errors.Join(errs...)
 }
 
 // claimOne takes the lowest free block and claims it in the API. A block
@@ -352,17 +413,17 @@ func (r *NodeNetworkReconciler) deleteClaim(ctx context.Context, claim *v1.IPAMB
 	return nil
 }
 
-// poolFor is the one pool that selects node, among the pools the
-// DataplaneConfig names (all pools when it names none). Without exactly
-// one, it says why in reason and message.
-func (r *NodeNetworkReconciler) poolFor(ctx context.Context, node *corev1.Node) (*v1.IPAMPool, string, string, error) {
+// poolsSelecting are the pools that select node, among the pools the
+// DataplaneConfig names (all pools when it names none). A pool being
+// deleted selects nothing.
+func (r *NodeNetworkReconciler) poolsSelecting(ctx context.Context, node *corev1.Node) ([]*v1.IPAMPool, error) {
 	var pools v1.IPAMPoolList
 	if err := r.Client.List(ctx, &pools); err != nil {
-		return nil, "", "", fmt.Errorf("list IPAMPools: %w", err)
+		return nil, fmt.Errorf("list IPAMPools: %w", err)
 	}
 	named, err := r.namedPools(ctx)
 	if err != nil {
-		return nil, "", "", err
+		return nil, err
 	}
 	var matches []*v1.IPAMPool
 	for i := range pools.Items {
@@ -374,18 +435,7 @@ func (r *NodeNetworkReconciler) poolFor(ctx context.Context, node *corev1.Node) 
 			matches = append(matches, pool)
 		}
 	}
-	switch len(matches) {
-	case 0:
-		return nil, v1.ReasonNoPool, "No IPAMPool selects this node; create one whose nodeSelector matches its labels", nil
-	case 1:
-		return matches[0], "", "", nil
-	}
-	names := make([]string, 0, len(matches))
-	for _, p := range matches {
-		names = append(names, p.Name)
-	}
-	return nil, v1.ReasonPoolConflict, fmt.Sprintf(
-		"IPAMPools %s all select this node; make their nodeSelectors exclusive", strings.Join(names, ", ")), nil
+	return matches, nil
 }
 
 // namedPools are the pools the DataplaneConfig limits IPAM to, or nil.
@@ -452,45 +502,21 @@ func claimsFor(held []v1.IPAMBlock, cidrs []v1.CIDR) []v1.IPAMBlock {
 	return out
 }
 
-// holdings are the node's CIDRs, sorted, and the addresses in them it must
-// not hand out.
-func holdings(claims []v1.IPAMBlock, params ipampool.Params) ([]v1.CIDR, []string) {
-	prefixes := make([]netip.Prefix, 0, len(claims))
-	var excluded []string
-	for _, c := range claims {
-		prefix, err := netip.ParsePrefix(string(c.Spec.CIDR))
-		if err != nil {
-			continue
-		}
-		prefixes = append(prefixes, prefix)
-		for _, addr := range ipam.ExcludedAddresses(params.Mode, prefix, params.CIDRs) {
-			excluded = append(excluded, addr.String())
-		}
-	}
-	cidrs := sortedCIDRs(prefixes)
-	if len(cidrs) == 0 {
-		cidrs = nil
-	}
-	slices.Sort(excluded)
-	return cidrs, excluded
-}
-
-func setAllocated(nn *v1.NodeNetwork, status metav1.ConditionStatus, reason, message string) {
-	meta.SetStatusCondition(&nn.Status.Conditions, metav1.Condition{
-		Type: v1.ConditionAllocated, Status: status, Reason: reason, Message: message,
-		ObservedGeneration: nn.Generation,
-	})
-}
-
-func (r *NodeNetworkReconciler) patchNodeNetworkStatus(ctx context.Context, before, after *v1.NodeNetwork) error {
-	if equality.Semantic.DeepEqual(before.Status, after.Status) {
+// patchStatus writes the status when it changed. Optimistic concurrency:
+// a status computed from a stale read fails with a conflict and the
+// reconcile runs again on fresh data. The lock is the resourceVersion this
+// reconcile last read or wrote (the pool label moves it on), and a
+// successful write becomes the base of the next.
+func (r *NodeNetworkReconciler) patchStatus(ctx context.Context, s *nodeScope) error {
+	if equality.Semantic.DeepEqual(s.before.Status, s.nn.Status) {
 		return nil
 	}
-	// Optimistic concurrency: a status written from a stale read fails
-	// with a conflict and the reconcile runs again on fresh data.
-	if err := r.Client.Status().Patch(ctx, after, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("patch status of NodeNetwork %s: %w", after.Name, err)
+	base := s.before.DeepCopy()
+	base.ResourceVersion = s.nn.ResourceVersion
+	if err := r.Client.Status().Patch(ctx, s.nn, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("patch status of NodeNetwork %s: %w", s.nn.Name, err)
 	}
+	s.before = s.nn.DeepCopy()
 	return nil
 }
 
@@ -523,8 +549,7 @@ func (r *NodeNetworkReconciler) waitingNodesOfBlockPool(ctx context.Context, obj
 	}
 	var requests []reconcile.Request
 	for _, nn := range nns.Items {
-		c := meta.FindStatusCondition(nn.Status.Conditions, v1.ConditionAllocated)
-		if nn.Status.Pool == block.Spec.Pool && c != nil && c.Reason == v1.ReasonPoolExhausted {
+		if waitsOnExhaustedPool(&nn, block.Spec.Pool) {
 			requests = append(requests, reconcile.Request{NamespacedName: client.ObjectKey{Name: nn.Name}})
 		}
 	}

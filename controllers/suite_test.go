@@ -13,13 +13,11 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -29,8 +27,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/sluice-dev/sluice/internal/agentmanifest"
+	sluicescheme "github.com/sluice-dev/sluice/internal/scheme"
 	"github.com/sluice-dev/sluice/internal/testenv"
-	sluicewebhook "github.com/sluice-dev/sluice/internal/webhook"
 )
 
 const (
@@ -40,7 +38,7 @@ const (
 
 var (
 	testEnv *envtest.Environment
-	scheme  = testenv.Scheme()
+	scheme  = sluicescheme.New()
 	k8s     client.Client // direct, uncached: tests assert on what the API server holds
 	restCfg *rest.Config
 	agent   = agentmanifest.Params{Namespace: agentNamespace, Name: "sluice-agent", ServiceAccountName: "sluice-agent"}
@@ -96,11 +94,10 @@ func restartManager() {
 	startManager()
 }
 
-// startManager runs the reconciler and the webhooks the way cmd/manager
-// does, on envtest's webhook host, port and certificates.
+// startManager runs the reconcilers and the webhooks through SetupAll, as
+// cmd/manager does, on envtest's webhook host, port and certificates.
 func startManager() {
 	wh := testEnv.WebhookInstallOptions
-	inNamespace := cache.ByObject{Namespaces: map[string]cache.Config{agentNamespace: {}}}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
@@ -110,29 +107,10 @@ func startManager() {
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir,
 		}),
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&appsv1.DaemonSet{}: inNamespace,
-			&corev1.ConfigMap{}: inNamespace,
-		}},
+		Cache: CacheOptions(agentNamespace),
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect((&DataplaneConfigReconciler{
-		Client:     mgr.GetClient(),
-		Recorder:   mgr.GetEventRecorder("sluice-operator"),
-		Agent:      agent,
-		AgentImage: agentImage,
-	}).SetupWithManager(mgr)).To(Succeed())
-	Expect((&IPAMPoolReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("sluice-ipam"),
-	}).SetupWithManager(mgr)).To(Succeed())
-	Expect((&NodeNetworkReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("sluice-ipam"),
-	}).SetupWithManager(context.Background(), mgr)).To(Succeed())
-	Expect(sluicewebhook.SetupDataplaneConfigWebhook(mgr)).To(Succeed())
-	Expect(sluicewebhook.SetupIPAMPoolWebhook(mgr)).To(Succeed())
+	Expect(SetupAll(context.Background(), mgr, Options{Agent: agent, AgentImage: agentImage})).To(Succeed())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	stopMgr = cancel

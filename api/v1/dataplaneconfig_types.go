@@ -161,13 +161,14 @@ type AgentSettings struct {
 	// +kubebuilder:validation:XIntOrString
 	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
 
-	// cpuRequest is the agent's CPU request (default 100m). The agent never
-	// has a CPU or memory limit: a throttled or OOM-killed agent stops
-	// enforcing policy.
+	// cpuRequest is the agent's CPU request (default 100m); zero or more. The
+	// agent never has a CPU or memory limit: a throttled or OOM-killed agent
+	// stops enforcing policy.
 	// +optional
 	CPURequest *resource.Quantity `json:"cpuRequest,omitempty"`
 
-	// memoryRequest is the agent's memory request (default 256Mi).
+	// memoryRequest is the agent's memory request (default 256Mi); zero or
+	// more.
 	// +optional
 	MemoryRequest *resource.Quantity `json:"memoryRequest,omitempty"`
 

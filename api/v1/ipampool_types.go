@@ -25,11 +25,17 @@ type CIDR string
 
 // IPAMPoolSpec is a pool of pod IPs and the nodes that draw from it.
 //
+// The rules that keep a size from changing compare the value in force, an
+// unset field counting as its default (DefaultBlockSize,
+// DefaultIPv6BlockSize, DefaultBatchSize, pinned by a test): setting a
+// field to its default, or unsetting it, changes nothing and is allowed.
+//
 // +kubebuilder:validation:XValidation:rule="self.mode == oldSelf.mode",message="mode can't change: nodes hold addresses in the current mode; create a new pool instead"
 // +kubebuilder:validation:XValidation:rule="self.mode == 'Overlay' || (!has(self.blockSize) && !has(self.ipv6BlockSize))",message="blockSize and ipv6BlockSize apply to mode Overlay only; mode Subnet hands out batchSize IPs at a time"
 // +kubebuilder:validation:XValidation:rule="self.mode == 'Subnet' || (!has(self.batchSize) && !has(self.minFreeIPs) && !has(self.maxFreeIPs))",message="batchSize, minFreeIPs and maxFreeIPs apply to mode Subnet only; mode Overlay gives each node one block"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.blockSize) || (has(self.blockSize) && self.blockSize == oldSelf.blockSize)",message="blockSize can't change: nodes hold blocks of the current size; create a new pool instead"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.batchSize) || (has(self.batchSize) && self.batchSize == oldSelf.batchSize)",message="batchSize can't change: nodes hold batches of the current size; create a new pool instead"
+// +kubebuilder:validation:XValidation:rule="(has(self.blockSize) ? self.blockSize : 24) == (has(oldSelf.blockSize) ? oldSelf.blockSize : 24)",message="blockSize can't change: nodes hold blocks of the size in force (24 while blockSize is unset); create a new pool instead"
+// +kubebuilder:validation:XValidation:rule="!oldSelf.cidrs.exists(c, cidr(c).ip().family() == 6) || (has(self.ipv6BlockSize) ? self.ipv6BlockSize : 120) == (has(oldSelf.ipv6BlockSize) ? oldSelf.ipv6BlockSize : 120)",message="ipv6BlockSize can't change while the pool has an IPv6 range: nodes hold blocks of the size in force (120 while ipv6BlockSize is unset); create a new pool instead"
+// +kubebuilder:validation:XValidation:rule="(has(self.batchSize) ? self.batchSize : 16) == (has(oldSelf.batchSize) ? oldSelf.batchSize : 16)",message="batchSize can't change: nodes hold batches of the size in force (16 while batchSize is unset); create a new pool instead"
 type IPAMPoolSpec struct {
 	// mode is Overlay (a block of a private pod CIDR per node) or Subnet
 	// (batches of IPs from a shared pod subnet, on demand).
@@ -51,14 +57,16 @@ type IPAMPoolSpec struct {
 	BlockSize *int32 `json:"blockSize,omitempty"`
 
 	// ipv6BlockSize is the prefix length of a node's IPv6 block in mode
-	// Overlay (default 120).
+	// Overlay (default 120). It can't change while the pool has an IPv6
+	// range; set it when you add the first one.
 	// +optional
 	// +kubebuilder:validation:Minimum=64
 	// +kubebuilder:validation:Maximum=124
 	IPv6BlockSize *int32 `json:"ipv6BlockSize,omitempty"`
 
 	// batchSize is how many IPs a node receives at a time in mode Subnet
-	// (default 16). Batches are aligned ranges, so a power of two.
+	// (default 16). Batches are aligned ranges, so a power of two. It can't
+	// change.
 	// +optional
 	// +kubebuilder:validation:Enum=1;2;4;8;16;32;64;128;256
 	BatchSize *int32 `json:"batchSize,omitempty"`

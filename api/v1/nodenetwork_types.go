@@ -2,7 +2,17 @@ package v1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
+
+// NodeOwnerReference makes the Node named name (with uid) the controlling
+// owner of a per-node object (NodeNetwork, DataplaneNode), so the garbage
+// collector removes the object with its node. Nodes are core/v1 and
+// cluster-scoped, which a per-node object always is too.
+func NodeOwnerReference(name string, uid types.UID) metav1.OwnerReference {
+	isController := true
+	return metav1.OwnerReference{APIVersion: "v1", Kind: "Node", Name: name, UID: uid, Controller: &isController}
+}
 
 // NodeNetworkSpec is written by the node side only: what the node uses and
 // what it gives back. The operator never writes spec.
@@ -53,6 +63,20 @@ type NodeNetworkStatus struct {
 	// maxPods is the most pod IPs the node may assign.
 	// +optional
 	MaxPods int32 `json:"maxPods,omitempty"`
+
+	// minFreeIPs is the pool's low watermark in effect (mode Subnet only):
+	// the operator gives the node another batch when it has fewer free IPs.
+	// The node keeps at least this many free when it gives batches back.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	MinFreeIPs *int32 `json:"minFreeIPs,omitempty"`
+
+	// maxFreeIPs is the pool's high watermark in effect (mode Subnet only):
+	// a node with more free IPs gives back whole unused batches. Absent,
+	// the node gives nothing back.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxFreeIPs *int32 `json:"maxFreeIPs,omitempty"`
 
 	// conditions: Allocated (the node holds what it needs).
 	// +optional

@@ -687,6 +687,16 @@ func (in *NodeNetworkStatus) DeepCopyInto(out *NodeNetworkStatus) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.MinFreeIPs != nil {
+		in, out := &in.MinFreeIPs, &out.MinFreeIPs
+		*out = new(int32)
+		**out = **in
+	}
+	if in.MaxFreeIPs != nil {
+		in, out := &in.MaxFreeIPs, &out.MaxFreeIPs
+		*out = new(int32)
+		**out = **in
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]metav1.Condition, len(*in))

@@ -1,9 +1,10 @@
 // Command manager is the Sluice operator: it reconciles DataplaneConfig into
-// the node agent DaemonSet and serves the admission and conversion webhooks.
-//
-// It also carves IPAM pools into per-node allocations (IPAMPool,
-// NodeNetwork, IPAMBlock). Later issues add their reconcilers here: policy
-// compilation for the agents (issue 4) and the in-place migration.
+// the node agent DaemonSet, carves IPAM pools into per-node allocations
+// (IPAMPool, NodeNetwork, IPAMBlock), and serves the admission and
+// conversion webhooks. It compiles no NetworkPolicy: each node agent does
+// that for its own node. The reconcilers are registered by
+// controllers.SetupAll; this command parses flags and manages the webhook
+// certificate.
 package main
 
 import (
@@ -16,13 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -30,14 +25,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-
-	v1 "github.com/sluice-dev/sluice/api/v1"
-	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers"
 	"github.com/sluice-dev/sluice/internal/agentmanifest"
 	"github.com/sluice-dev/sluice/internal/certs"
-	sluicewebhook "github.com/sluice-dev/sluice/internal/webhook"
+	sluicescheme "github.com/sluice-dev/sluice/internal/scheme"
 )
 
 // Names of the objects config/ installs; the self-managed certificate is
@@ -88,11 +79,7 @@ func main() {
 
 func run(ctx context.Context, opts options) error {
 	log := ctrl.Log.WithName("setup")
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(apiextensionsv1.AddToScheme(scheme))
-	utilruntime.Must(v1.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	scheme := sluicescheme.New()
 
 	restConfig, err := ctrl.GetConfig()
 	if err != nil {
@@ -124,9 +111,6 @@ func run(ctx context.Context, opts options) error {
 		return fmt.Errorf("--cert-management=%q: want self or external", opts.certManagement)
 	}
 
-	// The operator only touches the agent's objects in its own namespace, so
-	// the cache (and RBAC) cover that namespace alone.
-	inNamespace := cache.ByObject{Namespaces: map[string]cache.Config{opts.namespace: {}}}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme: scheme,
 		Metrics: metricsserver.Options{
@@ -142,10 +126,7 @@ func run(ctx context.Context, opts options) error {
 		LeaderElection:          opts.leaderElect,
 		LeaderElectionID:        "sluice-operator.sluice.dev",
 		LeaderElectionNamespace: opts.namespace,
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&appsv1.DaemonSet{}: inNamespace,
-			&corev1.ConfigMap{}: inNamespace,
-		}},
+		Cache:                   controllers.CacheOptions(opts.namespace),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -156,34 +137,13 @@ func run(ctx context.Context, opts options) error {
 			return fmt.Errorf("add certificate rotator: %w", err)
 		}
 	}
-	if err := (&controllers.DataplaneConfigReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("sluice-operator"),
+	if err := controllers.SetupAll(ctx, mgr, controllers.Options{
 		Agent: agentmanifest.Params{
 			Namespace: opts.namespace, Name: opts.agentName, ServiceAccountName: opts.agentName,
 		},
 		AgentImage: opts.agentImage,
-	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up DataplaneConfig controller: %w", err)
-	}
-	if err := (&controllers.IPAMPoolReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("sluice-ipam"),
-	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up IPAMPool controller: %w", err)
-	}
-	if err := (&controllers.NodeNetworkReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("sluice-ipam"),
-	}).SetupWithManager(ctx, mgr); err != nil {
-		return fmt.Errorf("set up NodeNetwork controller: %w", err)
-	}
-	if err := sluicewebhook.SetupDataplaneConfigWebhook(mgr); err != nil {
-		return fmt.Errorf("set up DataplaneConfig webhooks: %w", err)
-	}
-	if err := sluicewebhook.SetupIPAMPoolWebhook(mgr); err != nil {
-		return fmt.Errorf("set up IPAMPool webhook: %w", err)
+	}); err != nil {
+		return err
 	}
 
 	if err := errors.Join(

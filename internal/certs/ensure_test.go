@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	"github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -24,6 +25,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
 func testScheme(t *testing.T) *runtime.Scheme {
@@ -42,36 +45,6 @@ func testScheme(t *testing.T) *runtime.Scheme {
 func testContext(t *testing.T) context.Context {
 	return ctrl.LoggerInto(t.Context(), testr.NewWithOptions(t, testr.Options{Verbosity: 1}))
 }
-
-// writeCounter counts API writes made through the client it wraps.
-type writeCounter struct{ n atomic.Int32 }
-
-func (w *writeCounter) wrap(c client.WithWatch) client.WithWatch {
-	return interceptor.NewClient(c, interceptor.Funcs{
-		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-			w.n.Add(1)
-			return c.Create(ctx, obj, opts...)
-		},
-		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-			w.n.Add(1)
-			return c.Update(ctx, obj, opts...)
-		},
-		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-			w.n.Add(1)
-			return c.Patch(ctx, obj, patch, opts...)
-		},
-		Apply: func(ctx context.Context, c client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
-			w.n.Add(1)
-			return c.Apply(ctx, obj, opts...)
-		},
-		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
-			w.n.Add(1)
-			return c.Delete(ctx, obj, opts...)
-		},
-	})
-}
-
-func (w *writeCounter) count() int { return int(w.n.Load()) }
 
 func storedMaterial(t *testing.T, c client.Client, opts Options) keyMaterial {
 	t.Helper()
@@ -111,8 +84,8 @@ func TestEnsureWithFakeClient(t *testing.T) {
 	opts.ValidatingWebhookConfigurations = []string{"sluice-validating"}
 	opts.CRDs = []string{"widgets.certs.test.sluice.dev"}
 	opts = at(opts, t0)
-	var writes writeCounter
-	c := writes.wrap(fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(
+	var writes testenv.WriteCounter
+	c := writes.Wrap(fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(
 		newValidatingWebhookConfiguration("sluice-validating", "https://127.0.0.1:9443"),
 		newConversionCRD("widgets", "Widget", "https://127.0.0.1:9443"),
 	).Build())
@@ -126,15 +99,15 @@ func TestEnsureWithFakeClient(t *testing.T) {
 	}
 	assertFilesHold(t, opts.CertDir, m)
 	assertBundlePublished(t, c, opts, m.CABundle)
-	if got := writes.count(); got != 3 {
+	if got := writes.Count(); got != 3 {
 		t.Errorf("first Ensure made %d writes, want 3 (secret, webhook configuration, CRD)", got)
 	}
 
-	writes.n.Store(0)
+	writes.Reset()
 	if err := Ensure(testContext(t), c, opts); err != nil {
 		t.Fatalf("second Ensure: %v", err)
 	}
-	if got := writes.count(); got != 0 {
+	if got := writes.Count(); got != 0 {
 		t.Errorf("second Ensure on a settled system made %d writes, want 0", got)
 	}
 }
@@ -352,16 +325,10 @@ func TestRotatorWritesFilesAndStopsWithContext(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Start(ctx) }()
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(opts.CertDir, CertFileName)); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("Rotator did not write the certificate files")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	gomega.NewWithT(t).Eventually(func() error {
+		_, err := os.Stat(filepath.Join(opts.CertDir, CertFileName))
+		return err
+	}).WithTimeout(10*time.Second).WithPolling(10*time.Millisecond).Should(gomega.Succeed(), "Rotator writes the certificate files")
 	cancel()
 	select {
 	case err := <-done:

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -23,6 +24,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
 // TestEnsureAgainstAPIServer runs Ensure against a real kube-apiserver and
@@ -53,8 +56,8 @@ func TestEnsureAgainstAPIServer(t *testing.T) {
 
 	t.Run("bootstrap, then no writes once settled", func(t *testing.T) {
 		opts := envtestFixture(t, c, "settle", "widgets", "Widget", "https://127.0.0.1:9443")
-		var writes writeCounter
-		counted := writes.wrap(c)
+		var writes testenv.WriteCounter
+		counted := writes.Wrap(c)
 
 		if err := Ensure(testContext(t), counted, opts); err != nil {
 			t.Fatalf("first Ensure: %v", err)
@@ -66,15 +69,15 @@ func TestEnsureAgainstAPIServer(t *testing.T) {
 		assertFilesHold(t, opts.CertDir, m)
 		assertBundlePublished(t, c, opts, m.CABundle)
 		assertWebhooksIntact(t, c, opts)
-		if writes.count() == 0 {
+		if writes.Count() == 0 {
 			t.Fatal("first Ensure made no writes")
 		}
 
-		writes.n.Store(0)
+		writes.Reset()
 		if err := Ensure(testContext(t), counted, opts); err != nil {
 			t.Fatalf("second Ensure: %v", err)
 		}
-		if got := writes.count(); got != 0 {
+		if got := writes.Count(); got != 0 {
 			t.Errorf("second Ensure on a settled system made %d writes, want 0", got)
 		}
 		if !storedMaterial(t, c, opts).equal(m) {
@@ -209,7 +212,12 @@ func testAPIServerCallsWebhooks(t *testing.T, c client.Client) {
 			t.Errorf("webhook server: %v", err)
 		}
 	})
-	eventually(t, "webhook server to listen", func() error { return server.StartedChecker()(nil) })
+	// The API server answers slowly at first and the new CRD takes a moment
+	// to be served, so each step is retried for a while.
+	g := gomega.NewWithT(t)
+	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	g.SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	g.Eventually(func() error { return server.StartedChecker()(nil) }).Should(gomega.Succeed(), "webhook server to listen")
 
 	gadget := &unstructured.Unstructured{}
 	gadget.SetGroupVersionKind(schema.GroupVersionKind{Group: "certs.test.sluice.dev", Version: "v1", Kind: "Gadget"})
@@ -217,18 +225,18 @@ func testAPIServerCallsWebhooks(t *testing.T, c client.Client) {
 	gadget.SetName("g")
 	// Retried while the new CRD is not yet served; a TLS failure would show
 	// as the last error.
-	eventually(t, "create a Gadget through the validating webhook", func() error {
+	g.Eventually(func() error {
 		return c.Create(t.Context(), gadget.DeepCopy())
-	})
+	}).Should(gomega.Succeed(), "create a Gadget through the validating webhook")
 	if validations.Load() == 0 {
 		t.Error("the API server did not call the validating webhook")
 	}
 
 	old := &unstructured.Unstructured{}
 	old.SetGroupVersionKind(schema.GroupVersionKind{Group: "certs.test.sluice.dev", Version: "v1alpha1", Kind: "Gadget"})
-	eventually(t, "read the Gadget as v1alpha1 through the conversion webhook", func() error {
+	g.Eventually(func() error {
 		return c.Get(t.Context(), client.ObjectKeyFromObject(gadget), old)
-	})
+	}).Should(gomega.Succeed(), "read the Gadget as v1alpha1 through the conversion webhook")
 	if conversions.Load() == 0 {
 		t.Error("the API server did not call the conversion webhook")
 	}
@@ -273,20 +281,4 @@ func loopbackURL(t *testing.T) (string, int) {
 		t.Fatal(err)
 	}
 	return "https://" + ln.Addr().String(), port
-}
-
-// eventually retries f for up to 30 seconds and fails with its last error.
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

@@ -2,7 +2,10 @@
 // NodeNetwork status (the blocks or batches the operator gave it) into the
 // allocation file the CNI plugin reads, and reports back in NodeNetwork
 // spec how many pod IPs the plugin has handed out and which batches the
-// node gives back. The node agent runs it; tests run it directly.
+// node gives back. The node agent runs it; tests run it directly. It reads
+// nothing but its own NodeNetwork: the operator resolves the pool's
+// settings (maxPods, the release watermarks) into status, so the node side
+// never re-derives them from the IPAMPool.
 //
 // Giving a batch back is the step that could hand an address out twice, so
 // it is ordered: a batch is released only when no pod holds an address in

@@ -12,12 +12,12 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
 	"github.com/sluice-dev/sluice/internal/cni"
-	"github.com/sluice-dev/sluice/internal/ipampool"
 )
 
 // Syncer keeps one node's allocation file and NodeNetwork spec current.
@@ -57,12 +57,7 @@ func (s *Syncer) Sync(ctx context.Context) error {
 		}
 		return fmt.Errorf("get NodeNetwork %s: %w", s.NodeName, err)
 	}
-	watermarks, err := s.watermarks(ctx, nn)
-	if err != nil {
-		return err
-	}
-
-	spec, err := s.syncLocked(nn, watermarks)
+	spec, err := s.syncLocked(nn, watermarksOf(nn))
 	if err != nil {
 		return err
 	}
@@ -171,20 +166,16 @@ type watermarks struct {
 	minFree, maxFree int
 }
 
-// watermarks reads the node's pool; Overlay pools never release.
-func (s *Syncer) watermarks(ctx context.Context, nn *v1.NodeNetwork) (*watermarks, error) {
-	if nn.Status.Mode != v1.IPAMModeSubnet || nn.Status.Pool == "" {
-		return nil, nil
+// watermarksOf are the release thresholds the operator published in the
+// node's status. Overlay pools have none and never release; neither does a
+// Subnet node whose status doesn't carry them yet (the safe default: a node
+// that releases nothing only holds more than it needs).
+func watermarksOf(nn *v1.NodeNetwork) *watermarks {
+	st := nn.Status
+	if st.Mode != v1.IPAMModeSubnet || st.MaxFreeIPs == nil {
+		return nil
 	}
-	pool := &v1.IPAMPool{}
-	if err := s.Client.Get(ctx, client.ObjectKey{Name: nn.Status.Pool}, pool); err != nil {
-		return nil, fmt.Errorf("get IPAMPool %s: %w", nn.Status.Pool, err)
-	}
-	params, err := ipampool.FromSpec(&pool.Spec)
-	if err != nil {
-		return nil, fmt.Errorf("IPAMPool %s: %w", pool.Name, err)
-	}
-	return &watermarks{minFree: params.MinFree, maxFree: params.MaxFree}, nil
+	return &watermarks{minFree: int(ptr.Deref(st.MinFreeIPs, 0)), maxFree: int(*st.MaxFreeIPs)}
 }
 
 // writeAllocation writes the allocation file when its content changes; a

@@ -15,13 +15,14 @@ import (
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
 	"github.com/sluice-dev/sluice/internal/cni"
+	sluicescheme "github.com/sluice-dev/sluice/internal/scheme"
 	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
 var k8s client.Client
 
 func TestMain(m *testing.M) {
-	scheme := testenv.Scheme()
+	scheme := sluicescheme.New()
 	env := testenv.Environment(scheme)
 	cfg, err := testenv.Start(env)
 	if err != nil {
@@ -50,19 +51,6 @@ func givenNode(t *testing.T, name string, status v1.NodeNetworkStatus) {
 	if err := k8s.Status().Update(ctx, nn); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func givenSubnetPool(t *testing.T, name string) {
-	t.Helper()
-	pool := &v1.IPAMPool{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: v1.IPAMPoolSpec{Mode: v1.IPAMModeSubnet, CIDRs: []v1.CIDR{"10.50.0.0/16"},
-			MinFreeIPs: ptr.To[int32](4), MaxFreeIPs: ptr.To[int32](20)},
-	}
-	if err := k8s.Create(context.Background(), pool); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = k8s.Delete(context.Background(), pool) })
 }
 
 // givenPods reserves n addresses in the plugin's state, as n ADDs would.
@@ -138,11 +126,11 @@ func TestOverlayMirrorsStatusAndReportsUse(t *testing.T) {
 
 func TestSubnetReleasesOnlyUnusedBatchesAboveTheHighWatermark(t *testing.T) {
 	ctx := context.Background()
-	givenSubnetPool(t, "subnet-pool")
 	batches := []v1.CIDR{"10.50.0.0/28", "10.50.0.16/28", "10.50.0.32/28"}
 	givenNode(t, "subnet-node", v1.NodeNetworkStatus{
 		Pool: "subnet-pool", Mode: v1.IPAMModeSubnet, CIDRs: batches,
 		ExcludeIPs: []string{"10.50.0.0", "10.50.0.1", "10.50.0.2", "10.50.0.3"}, MaxPods: 250,
+		MinFreeIPs: ptr.To[int32](4), MaxFreeIPs: ptr.To[int32](20),
 	})
 	s := syncer(t, "subnet-node")
 	if err := s.Sync(ctx); err != nil {
@@ -187,9 +175,9 @@ func TestSubnetReleasesOnlyUnusedBatchesAboveTheHighWatermark(t *testing.T) {
 
 func TestSubnetKeepsBatchesThatHoldAPod(t *testing.T) {
 	ctx := context.Background()
-	givenSubnetPool(t, "subnet-pool-2")
 	givenNode(t, "busy-node", v1.NodeNetworkStatus{
 		Pool: "subnet-pool-2", Mode: v1.IPAMModeSubnet, CIDRs: []v1.CIDR{"10.50.1.0/28", "10.50.1.16/28"}, MaxPods: 250,
+		MinFreeIPs: ptr.To[int32](0), MaxFreeIPs: ptr.To[int32](1),
 	})
 	s := syncer(t, "busy-node")
 	// One pod in each batch: nothing can be given back.
@@ -211,6 +199,21 @@ func TestSubnetKeepsBatchesThatHoldAPod(t *testing.T) {
 	}
 	if got := getNN(t, "busy-node").Spec; len(got.ReleaseCIDRs) != 0 || got.IPsInUse != 2 {
 		t.Fatalf("spec = %+v, want 2 in use and nothing released", got)
+	}
+}
+
+func TestSubnetReleasesNothingWithoutPublishedWatermarks(t *testing.T) {
+	ctx := context.Background()
+	// Status as an operator that doesn't publish watermarks leaves it.
+	givenNode(t, "unmarked-node", v1.NodeNetworkStatus{
+		Pool: "subnet-pool-3", Mode: v1.IPAMModeSubnet, CIDRs: []v1.CIDR{"10.50.2.0/28", "10.50.2.16/28"}, MaxPods: 250,
+	})
+	s := syncer(t, "unmarked-node")
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := getNN(t, "unmarked-node").Spec; len(got.ReleaseCIDRs) != 0 {
+		t.Fatalf("spec releases %v of an idle node; without watermarks the node must keep what it holds", got.ReleaseCIDRs)
 	}
 }
 

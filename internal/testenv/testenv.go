@@ -11,26 +11,12 @@ import (
 	"runtime"
 	"testing"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	v1 "github.com/sluice-dev/sluice/api/v1"
-	"github.com/sluice-dev/sluice/api/v1alpha1"
+	sluicescheme "github.com/sluice-dev/sluice/internal/scheme"
 )
-
-// Scheme knows the built-in types, CRDs and every version of Sluice's API.
-func Scheme() *k8sruntime.Scheme {
-	scheme := k8sruntime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(apiextensionsv1.AddToScheme(scheme))
-	utilruntime.Must(v1.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-	return scheme
-}
 
 // RepoRoot is the repository's top directory, found from this file.
 func RepoRoot() string {
@@ -64,7 +50,7 @@ func Start(env *envtest.Environment) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start kube-apiserver and etcd from %s: %w", os.Getenv("KUBEBUILDER_ASSETS"), err)
 	}
-	if err := installAdmissionPolicies(cfg, Scheme()); err != nil {
+	if err := installAdmissionPolicies(cfg, sluicescheme.New()); err != nil {
 		_ = env.Stop()
 		return nil, err
 	}
@@ -76,7 +62,7 @@ func Start(env *envtest.Environment) (*rest.Config, error) {
 // doesn't start.
 func StartFor(tb testing.TB) (*rest.Config, *k8sruntime.Scheme) {
 	tb.Helper()
-	scheme := Scheme()
+	scheme := sluicescheme.New()
 	env := Environment(scheme)
 	cfg, err := Start(env)
 	if err != nil {

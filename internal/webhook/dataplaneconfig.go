@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -100,15 +102,26 @@ var dataplaneConfigKind = v1.GroupVersion.WithKind("DataplaneConfig").GroupKind(
 // percentOneToHundred matches 1% to 100%.
 var percentOneToHundred = regexp.MustCompile(`^([1-9][0-9]?|100)%$`)
 
-// validateAgent checks the agent settings the schema can't: maxUnavailable
-// is an int-or-string, and a CEL rule on it has no length bound, so the API
-// server refuses it as too costly.
+// validateAgent checks the agent settings the schema can't.
 func validateAgent(agent *v1.AgentSettings) field.ErrorList {
-	if agent == nil || agent.MaxUnavailable == nil {
+	if agent == nil {
 		return nil
 	}
-	path := field.NewPath("spec", "agent", "maxUnavailable")
-	mu := *agent.MaxUnavailable
+	path := field.NewPath("spec", "agent")
+	return slices.Concat(
+		validateMaxUnavailable(path.Child("maxUnavailable"), agent.MaxUnavailable),
+		validateRequest(path.Child("cpuRequest"), agent.CPURequest, `such as "100m" or "0.5"`),
+		validateRequest(path.Child("memoryRequest"), agent.MemoryRequest, `such as "256Mi" or "1Gi"`),
+	)
+}
+
+// validateMaxUnavailable is here rather than in the schema: maxUnavailable
+// is an int-or-string, and a CEL rule on it has no length bound, so the
+// API server refuses it as too costly.
+func validateMaxUnavailable(path *field.Path, mu *intstr.IntOrString) field.ErrorList {
+	if mu == nil {
+		return nil
+	}
 	const want = `must be a whole number of at least 1 or a percentage from 1% to 100%, such as 1 or "10%" (a DaemonSet rollout that may take no agent down can never progress)`
 	switch {
 	case mu.Type == intstr.Int && mu.IntVal < 1:
@@ -117,6 +130,18 @@ func validateAgent(agent *v1.AgentSettings) field.ErrorList {
 		return field.ErrorList{field.Invalid(path, mu.StrVal, want)}
 	}
 	return nil
+}
+
+// validateRequest refuses a negative resource request: the DaemonSet the
+// operator would render from it is invalid, so the agent would never roll
+// out. Zero is accepted, as Kubernetes accepts it: no reservation. (Like
+// maxUnavailable, a quantity is an int-or-string in the schema, which CEL
+// can't bound cheaply.)
+func validateRequest(path *field.Path, q *resource.Quantity, examples string) field.ErrorList {
+	if q == nil || q.Sign() >= 0 {
+		return nil
+	}
+	return field.ErrorList{field.Invalid(path, q.String(), "must not be negative; use zero or more, "+examples)}
 }
 
 // checkPodCIDR refuses a pod CIDR that overlaps the cluster's service CIDRs
