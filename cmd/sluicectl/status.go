@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sluice-dev/sluice/internal/scheme"
 	"github.com/sluice-dev/sluice/internal/status"
 )
 
@@ -63,7 +64,7 @@ func newStatusCmd() *cobra.Command {
 		if err != nil {
 			return failure(cmd, fmt.Errorf("load the kubeconfig: %w", err))
 		}
-		c, err := client.New(cfg, client.Options{Scheme: status.Scheme()})
+		c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 		if err != nil {
 			return failure(cmd, err)
 		}

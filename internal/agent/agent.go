@@ -12,21 +12,18 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	v1 "github.com/sluice-dev/sluice/api/v1"
 	"github.com/sluice-dev/sluice/internal/agent/endpoint"
 	"github.com/sluice-dev/sluice/internal/agent/policysync"
 	"github.com/sluice-dev/sluice/internal/cni"
 	"github.com/sluice-dev/sluice/internal/datapath"
 	"github.com/sluice-dev/sluice/internal/nodeipam"
+	"github.com/sluice-dev/sluice/internal/scheme"
 )
 
 // Defaults of Options.
@@ -201,14 +198,6 @@ func (a *Agent) HealthAddr() net.Addr {
 	return a.healthAddr
 }
 
-// Scheme is what the agent reads.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(v1.AddToScheme(s))
-	return s
-}
-
 // Run runs the agent until ctx ends. The datapath's pinned maps and links
 // stay when it returns (with a PinDir): enforcement continues until the
 // next run adopts them.
@@ -234,7 +223,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.setUpForwarding(log); err != nil {
 		return err
 	}
-	c, err := cache.New(o.RESTConfig, cache.Options{Scheme: Scheme(), ByObject: policysync.CacheByObject()})
+	c, err := cache.New(o.RESTConfig, cache.Options{Scheme: scheme.New(), ByObject: policysync.CacheByObject()})
 	if err != nil {
 		return fmt.Errorf("create the cache: %w", err)
 	}
@@ -327,7 +316,7 @@ func (a *Agent) ipamSyncer() (*nodeipam.Syncer, error) {
 	if o.AllocationFile == "" {
 		return nil, nil
 	}
-	direct, err := client.New(o.RESTConfig, client.Options{Scheme: Scheme()})
+	direct, err := client.New(o.RESTConfig, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return nil, fmt.Errorf("create client: %w", err)
 	}

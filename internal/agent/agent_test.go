@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/cni"
 	"github.com/sluice-dev/sluice/internal/datapath"
+	"github.com/sluice-dev/sluice/internal/scheme"
 )
 
 // gather flattens a registry: name{labels} -> value, histograms as
@@ -101,7 +102,7 @@ func TestRecovery(t *testing.T) {
 // failure is what the agent reports meanwhile.
 func TestApplyFailureIsRetried(t *testing.T) {
 	g := NewWithT(t)
-	reader := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(prod()).Build()
+	reader := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(prod()).Build()
 	dp := &fakeDP{err: errors.New("boom")}
 	p, err := assemble(partsConfig{log: testr.New(t), node: testNode, reader: reader, dp: dp,
 		attacher: newFakeAttacher(nil), registerTimeout: time.Second, retryDelay: 20 * time.Millisecond})

@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/cni"
 	"github.com/sluice-dev/sluice/internal/datapath"
 	"github.com/sluice-dev/sluice/internal/policy"
+	"github.com/sluice-dev/sluice/internal/scheme"
 )
 
 const testNode = "node-a"
@@ -144,7 +145,7 @@ type rigOpt func(*partsConfig)
 
 func newRig(t *testing.T, att *fakeAttacher, objs []client.Object, opts ...rigOpt) *rig {
 	t.Helper()
-	reader := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(objs...).Build()
+	reader := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(objs...).Build()
 	dp := &fakeDP{counters: map[uint32]datapath.Counters{}}
 	cfg := partsConfig{
 		log: testr.New(t), node: testNode, reader: reader, dp: dp, attacher: att,

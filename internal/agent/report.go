@@ -11,10 +11,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
+	"github.com/sluice-dev/sluice/internal/scheme"
 )
 
 // DefaultReportInterval is the least time between two writes of the
@@ -120,10 +120,8 @@ func (r *reporter) ensure(ctx context.Context) error {
 		return fmt.Errorf("get the Node: %w", err)
 	}
 	obj = &v1.DataplaneNode{ObjectMeta: metav1.ObjectMeta{
-		Name: r.node,
-		OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID, Controller: ptr.To(true),
-		}},
+		Name:            r.node,
+		OwnerReferences: []metav1.OwnerReference{v1.NodeOwnerReference(node.Name, node.UID)},
 	}}
 	if err := r.client.Create(ctx, obj); err != nil {
 		if apierrors.IsAlreadyExists(err) {
@@ -174,7 +172,7 @@ func agentVersion() string {
 // reporter is the reporter of the node's DataplaneNode.
 func (a *Agent) reporter(log logr.Logger, p *parts) (*reporter, error) {
 	o := a.opts
-	direct, err := client.New(o.RESTConfig, client.Options{Scheme: Scheme()})
+	direct, err := client.New(o.RESTConfig, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return nil, fmt.Errorf("create client: %w", err)
 	}

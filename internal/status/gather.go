@@ -8,8 +8,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
@@ -39,14 +37,6 @@ type ReadError struct {
 	// What was read, "Kind name" or "Kinds" for a list.
 	What string
 	Err  error
-}
-
-// Scheme knows the kinds Gather reads.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(appsv1.AddToScheme(s))
-	utilruntime.Must(v1.AddToScheme(s))
-	return s
 }
 
 // Gather reads the dataplane's objects. The agent DaemonSet is agent
