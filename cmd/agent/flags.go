@@ -73,12 +73,10 @@ func (f *flags) options() (agent.Options, string, error) {
 		return agent.Options{}, "", err
 	}
 	opts := agent.Options{
-		NodeName:    f.nodeName,
-		SocketPath:  f.socket,
-		StateFile:   f.stateFile,
-		HealthAddr:  f.healthAddr,
-		MetricsAddr: f.metricsAddr,
-		ProcSysNet:  f.procSysNet,
+		NodeName:  f.nodeName,
+		Endpoints: agent.EndpointOptions{SocketPath: f.socket, StateFile: f.stateFile},
+		Serving:   agent.ServingOptions{HealthAddr: f.healthAddr, MetricsAddr: f.metricsAddr},
+		Node:      agent.NodeOptions{ProcSysNet: f.procSysNet},
 		// Unset sizes (no --config) are zero: the datapath then uses the
 		// same defaults the operator fills in. NATEntries has no map to
 		// size yet; Service NAT will read it.
@@ -95,14 +93,14 @@ func (f *flags) options() (agent.Options, string, error) {
 		return agent.Options{}, "", errors.New("--pin-dir is empty (use --no-pin to pin nothing)")
 	}
 	if f.allocationFile != "" {
-		opts.AllocationFile, opts.CNIStateDir = f.allocationFile, f.cniStateDir
+		opts.IPAM.AllocationFile, opts.IPAM.CNIStateDir = f.allocationFile, f.cniStateDir
 	}
 	switch in := f.cniInstall; {
 	case in == agent.CNIInstall{}:
 	case in.BinarySource == "" || in.BinDir == "" || in.ConflistSource == "" || in.ConfDir == "":
 		return agent.Options{}, "", errors.New("--cni-bin-source, --cni-bin-dir, --cni-conf-source and --cni-conf-dir go together: set all four to install the CNI files, or none")
 	default:
-		opts.CNIInstall = &in
+		opts.Node.CNIInstall = &in
 	}
 	if opts.NodeName == "" {
 		return agent.Options{}, "", errors.New("no node name: set --node-name or NODE_NAME")

@@ -13,8 +13,8 @@ import (
 	"github.com/sluice-dev/sluice/internal/agent"
 	"github.com/sluice-dev/sluice/internal/agentmanifest"
 	"github.com/sluice-dev/sluice/internal/cni"
-	"github.com/sluice-dev/sluice/internal/dataplane"
 	"github.com/sluice-dev/sluice/internal/datapath"
+	"github.com/sluice-dev/sluice/internal/dataplane"
 )
 
 // renderedConfig is the config.yaml the operator renders for the defaults.
@@ -60,14 +60,14 @@ func TestOptionsFromTheRenderedConfig(t *testing.T) {
 	if level != "debug" {
 		t.Errorf("level %q from the config's logLevel debug", level)
 	}
-	if opts.NodeName != "node-1" || opts.SocketPath != agent.DefaultSocket || opts.StateFile != agent.DefaultStateFile ||
-		opts.HealthAddr != "127.0.0.1:9879" || opts.AllocationFile != cni.DefaultAllocationFile || opts.CNIStateDir != cni.DefaultStateDir ||
-		opts.ProcSysNet != "/proc/sys/net" {
+	if opts.NodeName != "node-1" || opts.Endpoints.SocketPath != agent.DefaultSocket || opts.Endpoints.StateFile != agent.DefaultStateFile ||
+		opts.Serving.HealthAddr != "127.0.0.1:9879" || opts.IPAM.AllocationFile != cni.DefaultAllocationFile || opts.IPAM.CNIStateDir != cni.DefaultStateDir ||
+		opts.Node.ProcSysNet != "/proc/sys/net" {
 		t.Errorf("options %+v", opts)
 	}
 	// The socket the agent listens on is the one the conflist names.
-	if opts.SocketPath != cni.DefaultAgentSocket {
-		t.Errorf("agent socket %s, conflist's %s", opts.SocketPath, cni.DefaultAgentSocket)
+	if opts.Endpoints.SocketPath != cni.DefaultAgentSocket {
+		t.Errorf("agent socket %s, conflist's %s", opts.Endpoints.SocketPath, cni.DefaultAgentSocket)
 	}
 }
 
@@ -83,9 +83,9 @@ func TestFlags(t *testing.T) {
 		args: []string{"--config=", "--node-name=n2", "--log-level=warn", "--pin-dir=/sys/fs/bpf/x", "--socket=/tmp/a.sock",
 			"--health-addr=127.0.0.1:1234", "--metrics-addr=0", "--allocation-file=", "--proc-sys-net=/host/proc/sys/net"},
 		check: func(t *testing.T, o agent.Options, level string) {
-			if o.NodeName != "n2" || level != "error" || o.Datapath.PinDir != "/sys/fs/bpf/x" || o.SocketPath != "/tmp/a.sock" ||
-				o.HealthAddr != "127.0.0.1:1234" || o.MetricsAddr != "0" || o.AllocationFile != "" || o.CNIStateDir != "" ||
-				o.ProcSysNet != "/host/proc/sys/net" {
+			if o.NodeName != "n2" || level != "error" || o.Datapath.PinDir != "/sys/fs/bpf/x" || o.Endpoints.SocketPath != "/tmp/a.sock" ||
+				o.Serving.HealthAddr != "127.0.0.1:1234" || o.Serving.MetricsAddr != "0" || o.IPAM.AllocationFile != "" || o.IPAM.CNIStateDir != "" ||
+				o.Node.ProcSysNet != "/host/proc/sys/net" {
 				t.Errorf("options %+v, level %q", o, level)
 			}
 		},
@@ -99,8 +99,8 @@ func TestFlags(t *testing.T) {
 	}, {
 		name: "forwarding left alone", env: map[string]string{"NODE_NAME": "n"}, args: []string{"--config=", "--proc-sys-net="},
 		check: func(t *testing.T, o agent.Options, _ string) {
-			if o.ProcSysNet != "" {
-				t.Errorf("proc sys net %q", o.ProcSysNet)
+			if o.Node.ProcSysNet != "" {
+				t.Errorf("proc sys net %q", o.Node.ProcSysNet)
 			}
 		},
 	}, {
@@ -168,13 +168,13 @@ func TestDaemonSetArgsParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := agent.CNIInstall{BinarySource: "/sluice-cni", BinDir: "/opt/cni/bin", ConflistSource: "/etc/sluice/10-sluice.conflist", ConfDir: "/etc/cni/net.d"}
-	if opts.CNIInstall == nil || *opts.CNIInstall != want {
-		t.Fatalf("CNIInstall = %+v, want %+v", opts.CNIInstall, want)
+	if opts.Node.CNIInstall == nil || *opts.Node.CNIInstall != want {
+		t.Fatalf("CNIInstall = %+v, want %+v", opts.Node.CNIInstall, want)
 	}
 	// The node's /proc/sys/net as the DaemonSet mounts it, where the agent
 	// turns IP forwarding on.
-	if opts.ProcSysNet != "/host/proc/sys/net" {
-		t.Errorf("ProcSysNet = %q, want /host/proc/sys/net", opts.ProcSysNet)
+	if opts.Node.ProcSysNet != "/host/proc/sys/net" {
+		t.Errorf("ProcSysNet = %q, want /host/proc/sys/net", opts.Node.ProcSysNet)
 	}
 
 	f, err = parse(t, map[string]string{"NODE_NAME": "n1"}, "--config=", "--cni-bin-dir=/opt/cni/bin")

@@ -47,7 +47,7 @@ const (
 // sweep. 5 s covers the answer's trip and the detach.
 const RegisterMargin = 5 * time.Second
 
-// Options configure an Agent.
+// Options configure an Agent, grouped by the part each group configures.
 type Options struct {
 	// NodeName is this node's name (required).
 	NodeName string
@@ -58,12 +58,37 @@ type Options struct {
 	// (datapath.DefaultPinDir in production; empty pins nothing, and the
 	// programs are detached when the agent stops).
 	Datapath datapath.Options
+	// Endpoints configure the endpoint registry and its socket.
+	Endpoints EndpointOptions
+	// Serving configures the health and metrics servers.
+	Serving ServingOptions
+	// Node is what the agent does to its node besides the datapath.
+	Node NodeOptions
+	// IPAM configures the node side of IPAM.
+	IPAM IPAMOptions
 
+	// Logger (ctrl.Log.WithName("agent") when zero).
+	Logger logr.Logger
+}
+
+// EndpointOptions configure the endpoint registry.
+type EndpointOptions struct {
 	// SocketPath is the endpoint API's unix socket (DefaultSocket).
 	SocketPath string
 	// StateFile holds the registrations and endpoint IDs across restarts
 	// (DefaultStateFile).
 	StateFile string
+	// RegisterTimeout bounds how long a PUT waits for its policy
+	// (DefaultRegisterTimeout); it must leave the plugin RegisterMargin
+	// of its cni.AgentRegisterTimeout.
+	RegisterTimeout time.Duration
+	// GCInterval is how often registrations whose veth is gone are
+	// forgotten (DefaultGCInterval).
+	GCInterval time.Duration
+}
+
+// ServingOptions configure the agent's HTTP servers.
+type ServingOptions struct {
 	// HealthAddr serves /healthz and /readyz (DefaultHealthAddr); "0"
 	// disables it.
 	HealthAddr string
@@ -72,21 +97,10 @@ type Options struct {
 	// Registry receives the agent's metrics and is what /metrics serves;
 	// nil is controller-runtime's registry.
 	Registry ctrlmetrics.RegistererGatherer
+}
 
-	// CNIInstall, when set, installs the CNI plugin and its conflist on
-	// the node once the endpoint API is serving (nil: the node's CNI files
-	// are someone else's, as in tests and the demo).
-	CNIInstall *CNIInstall
-
-	// AllocationFile and CNIStateDir are the CNI plugin's allocationFile
-	// and stateDir, for the IPAM sync of this node's NodeNetwork (both
-	// empty: no IPAM sync).
-	AllocationFile string
-	CNIStateDir    string
-	// IPAMSyncInterval is how often the NodeNetwork is synced
-	// (DefaultIPAMSyncInterval).
-	IPAMSyncInterval time.Duration
-
+// NodeOptions say where the node is and what the agent sets up on it.
+type NodeOptions struct {
 	// NetNS is the node's network namespace, where the host veths are;
 	// nil is the agent's own (production). Tests pass a lab's.
 	NetNS ns.NetNS
@@ -96,16 +110,22 @@ type Options struct {
 	// container (a container's own /proc/sys is read-only). Empty leaves
 	// forwarding alone (development).
 	ProcSysNet string
-	// GCInterval is how often registrations whose veth is gone are
-	// forgotten (DefaultGCInterval).
-	GCInterval time.Duration
-	// RegisterTimeout bounds how long a PUT waits for its policy
-	// (DefaultRegisterTimeout); it must leave the plugin RegisterMargin
-	// of its cni.AgentRegisterTimeout.
-	RegisterTimeout time.Duration
+	// CNIInstall, when set, installs the CNI plugin and its conflist on
+	// the node once the endpoint API is serving (nil: the node's CNI files
+	// are someone else's, as in tests and the demo).
+	CNIInstall *CNIInstall
+}
 
-	// Logger (ctrl.Log.WithName("agent") when zero).
-	Logger logr.Logger
+// IPAMOptions configure the sync of this node's NodeNetwork with the CNI
+// plugin's files.
+type IPAMOptions struct {
+	// AllocationFile and CNIStateDir are the CNI plugin's allocationFile
+	// and stateDir (both empty: no IPAM sync).
+	AllocationFile string
+	CNIStateDir    string
+	// SyncInterval is how often the NodeNetwork is synced
+	// (DefaultIPAMSyncInterval).
+	SyncInterval time.Duration
 }
 
 // Defaults fills in the zero fields.
@@ -115,21 +135,21 @@ func (o *Options) Defaults() {
 			*s = d
 		}
 	}
-	def(&o.SocketPath, DefaultSocket)
-	def(&o.StateFile, DefaultStateFile)
-	def(&o.HealthAddr, DefaultHealthAddr)
-	def(&o.MetricsAddr, DefaultMetricsAddr)
-	if o.IPAMSyncInterval <= 0 {
-		o.IPAMSyncInterval = DefaultIPAMSyncInterval
+	def(&o.Endpoints.SocketPath, DefaultSocket)
+	def(&o.Endpoints.StateFile, DefaultStateFile)
+	def(&o.Serving.HealthAddr, DefaultHealthAddr)
+	def(&o.Serving.MetricsAddr, DefaultMetricsAddr)
+	if o.IPAM.SyncInterval <= 0 {
+		o.IPAM.SyncInterval = DefaultIPAMSyncInterval
 	}
-	if o.GCInterval <= 0 {
-		o.GCInterval = DefaultGCInterval
+	if o.Endpoints.GCInterval <= 0 {
+		o.Endpoints.GCInterval = DefaultGCInterval
 	}
-	if o.RegisterTimeout <= 0 {
-		o.RegisterTimeout = DefaultRegisterTimeout
+	if o.Endpoints.RegisterTimeout <= 0 {
+		o.Endpoints.RegisterTimeout = DefaultRegisterTimeout
 	}
-	if o.Registry == nil {
-		o.Registry = ctrlmetrics.Registry
+	if o.Serving.Registry == nil {
+		o.Serving.Registry = ctrlmetrics.Registry
 	}
 	if o.Logger.GetSink() == nil {
 		o.Logger = ctrl.Log.WithName("agent")
@@ -144,19 +164,19 @@ func (o *Options) Validate() error {
 	if o.RESTConfig == nil {
 		return errors.New("agent: no API server configuration")
 	}
-	for _, p := range []struct{ name, path string }{{"socket", o.SocketPath}, {"state file", o.StateFile}} {
+	for _, p := range []struct{ name, path string }{{"socket", o.Endpoints.SocketPath}, {"state file", o.Endpoints.StateFile}} {
 		if !filepath.IsAbs(p.path) {
 			return fmt.Errorf("agent: %s %q must be an absolute path", p.name, p.path)
 		}
 	}
-	if o.ProcSysNet != "" && !filepath.IsAbs(o.ProcSysNet) {
-		return fmt.Errorf("agent: /proc/sys/net directory %q must be an absolute path", o.ProcSysNet)
+	if o.Node.ProcSysNet != "" && !filepath.IsAbs(o.Node.ProcSysNet) {
+		return fmt.Errorf("agent: /proc/sys/net directory %q must be an absolute path", o.Node.ProcSysNet)
 	}
-	if (o.AllocationFile == "") != (o.CNIStateDir == "") {
+	if (o.IPAM.AllocationFile == "") != (o.IPAM.CNIStateDir == "") {
 		return errors.New("agent: set both AllocationFile and CNIStateDir, or neither")
 	}
-	if o.RegisterTimeout > cni.AgentRegisterTimeout-RegisterMargin {
-		return fmt.Errorf("agent: register timeout %v must leave the CNI plugin's %v a margin of %v", o.RegisterTimeout, cni.AgentRegisterTimeout, RegisterMargin)
+	if o.Endpoints.RegisterTimeout > cni.AgentRegisterTimeout-RegisterMargin {
+		return fmt.Errorf("agent: register timeout %v must leave the CNI plugin's %v a margin of %v", o.Endpoints.RegisterTimeout, cni.AgentRegisterTimeout, RegisterMargin)
 	}
 	return nil
 }
@@ -206,7 +226,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	log := o.Logger.WithValues("node", o.NodeName)
 	ctx = logr.NewContext(ctx, log)
 
-	release, err := endpoint.LockState(o.StateFile)
+	release, err := endpoint.LockState(o.Endpoints.StateFile)
 	if err != nil {
 		return err
 	}
@@ -229,14 +249,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	p, err := assemble(partsConfig{
 		log: log, node: o.NodeName, reader: c, dp: dp,
-		attacher:  &endpoint.DatapathAttacher{DP: dp, NetNS: o.NetNS},
-		statePath: o.StateFile, registerTimeout: o.RegisterTimeout,
+		attacher:  &endpoint.DatapathAttacher{DP: dp, NetNS: o.Node.NetNS},
+		statePath: o.Endpoints.StateFile, registerTimeout: o.Endpoints.RegisterTimeout,
 	})
 	if err != nil {
 		return err
 	}
 	log.Info("Datapath loaded", "pinDir", o.Datapath.PinDir, "endpointsRegistered", p.endpoints.Len())
-	undo, err := p.metrics.register(o.Registry)
+	undo, err := p.metrics.register(o.Serving.Registry)
 	if err != nil {
 		return err
 	}
@@ -278,10 +298,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	goNamed("cache", func() error { return c.Start(gctx) })
 	goNamed("policy", func() error { return p.policy.Run(gctx, c.WaitForCacheSync) })
 	goNamed("applier", func() error { p.applier.Run(gctx); return nil })
-	goNamed("endpoints", func() error { p.endpoints.Run(gctx, o.GCInterval); return nil })
+	goNamed("endpoints", func() error { p.endpoints.Run(gctx, o.Endpoints.GCInterval); return nil })
 	goNamed("status", func() error { rep.run(gctx); return nil })
 	if ipam != nil {
-		goNamed("ipam", func() error { return ipam.Run(gctx, o.IPAMSyncInterval) })
+		goNamed("ipam", func() error { return ipam.Run(gctx, o.IPAM.SyncInterval) })
 	}
 	if err := a.installCNI(log); err != nil {
 		cancel()
@@ -298,7 +318,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // installCNI installs the CNI plugin and its conflist, once the endpoint
 // API is serving.
 func (a *Agent) installCNI(log logr.Logger) error {
-	in := a.opts.CNIInstall
+	in := a.opts.Node.CNIInstall
 	if in == nil {
 		return nil
 	}
@@ -313,12 +333,12 @@ func (a *Agent) installCNI(log logr.Logger) error {
 // file (nil when the options name none).
 func (a *Agent) ipamSyncer() (*nodeipam.Syncer, error) {
 	o := a.opts
-	if o.AllocationFile == "" {
+	if o.IPAM.AllocationFile == "" {
 		return nil, nil
 	}
 	direct, err := client.New(o.RESTConfig, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return nil, fmt.Errorf("create client: %w", err)
 	}
-	return &nodeipam.Syncer{Client: direct, NodeName: o.NodeName, AllocationFile: o.AllocationFile, StateDir: o.CNIStateDir}, nil
+	return &nodeipam.Syncer{Client: direct, NodeName: o.NodeName, AllocationFile: o.IPAM.AllocationFile, StateDir: o.IPAM.CNIStateDir}, nil
 }

@@ -177,10 +177,10 @@ func TestRegisterTimeoutNestsInThePlugins(t *testing.T) {
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if RegisterMargin <= 0 || o.RegisterTimeout+RegisterMargin > cni.AgentRegisterTimeout {
-		t.Fatalf("the agent waits %v with a margin of %v; the plugin waits %v", o.RegisterTimeout, RegisterMargin, cni.AgentRegisterTimeout)
+	if RegisterMargin <= 0 || o.Endpoints.RegisterTimeout+RegisterMargin > cni.AgentRegisterTimeout {
+		t.Fatalf("the agent waits %v with a margin of %v; the plugin waits %v", o.Endpoints.RegisterTimeout, RegisterMargin, cni.AgentRegisterTimeout)
 	}
-	o.RegisterTimeout = cni.AgentRegisterTimeout
+	o.Endpoints.RegisterTimeout = cni.AgentRegisterTimeout
 	if err := o.Validate(); err == nil {
 		t.Error("a register timeout as long as the plugin's was accepted")
 	}
@@ -195,10 +195,10 @@ func TestOptions(t *testing.T) {
 		{"defaults", func(*Options) {}, ""},
 		{"no node", func(o *Options) { o.NodeName = "" }, "no node name"},
 		{"no API server", func(o *Options) { o.RESTConfig = nil }, "no API server"},
-		{"relative socket", func(o *Options) { o.SocketPath = "agent.sock" }, "socket"},
-		{"relative state file", func(o *Options) { o.StateFile = "state.json" }, "state file"},
-		{"relative /proc/sys/net", func(o *Options) { o.ProcSysNet = "proc" }, "/proc/sys/net"},
-		{"allocation file alone", func(o *Options) { o.AllocationFile = "/a" }, "AllocationFile and CNIStateDir"},
+		{"relative socket", func(o *Options) { o.Endpoints.SocketPath = "agent.sock" }, "socket"},
+		{"relative state file", func(o *Options) { o.Endpoints.StateFile = "state.json" }, "state file"},
+		{"relative /proc/sys/net", func(o *Options) { o.Node.ProcSysNet = "proc" }, "/proc/sys/net"},
+		{"allocation file alone", func(o *Options) { o.IPAM.AllocationFile = "/a" }, "AllocationFile and CNIStateDir"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := Options{NodeName: testNode, RESTConfig: &rest.Config{}}
@@ -208,8 +208,8 @@ func TestOptions(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if a.opts.SocketPath != DefaultSocket || a.opts.StateFile != DefaultStateFile || a.opts.RegisterTimeout != DefaultRegisterTimeout ||
-					a.opts.GCInterval != DefaultGCInterval || a.opts.Registry == nil {
+				if a.opts.Endpoints.SocketPath != DefaultSocket || a.opts.Endpoints.StateFile != DefaultStateFile || a.opts.Endpoints.RegisterTimeout != DefaultRegisterTimeout ||
+					a.opts.Endpoints.GCInterval != DefaultGCInterval || a.opts.Serving.Registry == nil {
 					t.Errorf("defaults not filled in: %+v", a.opts)
 				}
 				return

@@ -36,7 +36,7 @@
 // between their host veths: that needs net.ipv4.ip_forward=1, and
 // net.ipv6.conf.all.forwarding=1 for IPv6 pods. Once the datapath is
 // loaded and before anything can report ready, the agent writes 1 to each
-// that isn't 1 already through Options.ProcSysNet (the node's /proc/sys/net
+// that isn't 1 already through Options.Node.ProcSysNet (the node's /proc/sys/net
 // mounted read-write; a container's own is read-only), inside
 // Options.NetNS. Before turning IPv6 forwarding on it sets accept_ra to 2
 // where it is 1, so a node that learns its default route from router

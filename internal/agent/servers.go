@@ -34,13 +34,13 @@ func (a *Agent) listen(p *parts) (_ *servers, err error) {
 			s.close()
 		}
 	}()
-	sock, err := listenSocket(o.SocketPath)
+	sock, err := listenSocket(o.Endpoints.SocketPath)
 	if err != nil {
 		return nil, err
 	}
 	s.add(sock, p.endpoints.Handler())
-	if o.HealthAddr != "0" {
-		l, err := net.Listen("tcp", o.HealthAddr)
+	if o.Serving.HealthAddr != "0" {
+		l, err := net.Listen("tcp", o.Serving.HealthAddr)
 		if err != nil {
 			return nil, fmt.Errorf("listen for health probes: %w", err)
 		}
@@ -49,13 +49,13 @@ func (a *Agent) listen(p *parts) (_ *servers, err error) {
 		a.mu.Unlock()
 		s.add(l, p.healthHandler())
 	}
-	if o.MetricsAddr != "0" {
-		l, err := net.Listen("tcp", o.MetricsAddr)
+	if o.Serving.MetricsAddr != "0" {
+		l, err := net.Listen("tcp", o.Serving.MetricsAddr)
 		if err != nil {
 			return nil, fmt.Errorf("listen for metrics: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{}))
+		mux.Handle("/metrics", promhttp.HandlerFor(o.Serving.Registry, promhttp.HandlerOpts{}))
 		s.add(l, mux)
 	}
 	return s, nil

@@ -35,14 +35,14 @@ var forwardingSysctls = []forwardingSysctl{
 // the node routes pod traffic between the host veths.
 func (a *Agent) setUpForwarding(log logr.Logger) error {
 	o := a.opts
-	if o.ProcSysNet == "" {
+	if o.Node.ProcSysNet == "" {
 		log.V(1).Info("Leaving IP forwarding alone: no /proc/sys/net directory configured")
 		return nil
 	}
-	changed, err := ensureForwarding(o.NetNS, o.ProcSysNet)
+	changed, err := ensureForwarding(o.Node.NetNS, o.Node.ProcSysNet)
 	if err != nil {
 		return fmt.Errorf("turn on IP forwarding, which the node needs to route pod traffic "+
-			"(check that %s is the node's /proc/sys/net, mounted read-write, and the agent runs as root): %w", o.ProcSysNet, err)
+			"(check that %s is the node's /proc/sys/net, mounted read-write, and the agent runs as root): %w", o.Node.ProcSysNet, err)
 	}
 	if len(changed) > 0 {
 		log.Info("Turned on IP forwarding", "sysctls", changed)

@@ -161,7 +161,7 @@ func TestEnsureForwardingHere(t *testing.T) {
 func TestSetUpForwarding(t *testing.T) {
 	dir := fakeProcSysNet(t, map[string]string{ipv4Forward: "0\n"})
 	readOnly(t, filepath.Join(dir, ipv4Forward))
-	a := &Agent{opts: Options{ProcSysNet: dir}}
+	a := &Agent{opts: Options{Node: NodeOptions{ProcSysNet: dir}}}
 	err := a.setUpForwarding(testr.New(t))
 	if err == nil {
 		t.Fatal("no error for an unwritable ip_forward")

@@ -179,19 +179,14 @@ func (w *world) startAgent() *runningAgent {
 	w.t.Helper()
 	w.reg = prometheus.NewRegistry()
 	a, err := agent.New(agent.Options{
-		NodeName:       nodeName,
-		RESTConfig:     w.cfg,
-		Datapath:       datapath.Options{PinDir: w.pinDir},
-		SocketPath:     w.socket,
-		StateFile:      filepath.Join(w.dir, "run", "agent-state.json"),
-		HealthAddr:     "127.0.0.1:0",
-		MetricsAddr:    "0",
-		Registry:       w.reg,
-		AllocationFile: w.lab.AllocationFile,
-		CNIStateDir:    w.lab.StateDir,
-		NetNS:          w.lab.Host,
-		ProcSysNet:     agent.DefaultProcSysNet,
-		Logger:         ctrl.Log.WithName("agent"),
+		NodeName:   nodeName,
+		RESTConfig: w.cfg,
+		Datapath:   datapath.Options{PinDir: w.pinDir},
+		Endpoints:  agent.EndpointOptions{SocketPath: w.socket, StateFile: filepath.Join(w.dir, "run", "agent-state.json")},
+		Serving:    agent.ServingOptions{HealthAddr: "127.0.0.1:0", MetricsAddr: "0", Registry: w.reg},
+		IPAM:       agent.IPAMOptions{AllocationFile: w.lab.AllocationFile, CNIStateDir: w.lab.StateDir},
+		Node:       agent.NodeOptions{NetNS: w.lab.Host, ProcSysNet: agent.DefaultProcSysNet},
+		Logger:     ctrl.Log.WithName("agent"),
 	})
 	if err != nil {
 		w.t.Fatal(err)
