@@ -8,8 +8,8 @@ import (
 	"net/netip"
 	"strconv"
 
-	corev1 "k8s.io/api/core/v1"
 	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // EchoServer echoes every message it gets back to its sender, on TCP, UDP

@@ -184,29 +184,45 @@ func (n *Node) Do(fn func() error) error {
 	return n.host.Do(func(ns.NetNS) error { return fn() })
 }
 
-// The node's files, all in Dir.
+// The node's files, all in Dir. NodeOptions has them too, for callers
+// that need a path without opening the node (to tell an agent, say).
 
 // Dir is the node's directory.
 func (n *Node) Dir() string { return n.opts.Dir }
 
 // ConflistPath is sluice-cni's conflist.
-func (n *Node) ConflistPath() string { return filepath.Join(n.opts.Dir, cni.ConflistFileName) }
+func (n *Node) ConflistPath() string { return n.opts.ConflistPath() }
 
 // AllocationFile is the conflist's allocationFile: the agent's IPAM sync
 // or the test writes it.
-func (n *Node) AllocationFile() string { return filepath.Join(n.opts.Dir, "allocation.json") }
+func (n *Node) AllocationFile() string { return n.opts.AllocationFile() }
 
 // StateDir is the conflist's stateDir, the plugin's reservations.
-func (n *Node) StateDir() string { return filepath.Join(n.opts.Dir, "ipam") }
+func (n *Node) StateDir() string { return n.opts.StateDir() }
 
 // AgentSocket is the agent's socket (in the conflist when Agent is set).
-func (n *Node) AgentSocket() string { return filepath.Join(n.opts.Dir, "agent.sock") }
+func (n *Node) AgentSocket() string { return n.opts.AgentSocket() }
 
 // AgentStateFile is where the node's agent keeps its endpoint state.
-func (n *Node) AgentStateFile() string { return filepath.Join(n.opts.Dir, "agent-state.json") }
+func (n *Node) AgentStateFile() string { return n.opts.AgentStateFile() }
 
 // cacheDir is libcni's cache (results of ADD, read back by DEL and CHECK).
 func (n *Node) cacheDir() string { return filepath.Join(n.opts.Dir, "cni-cache") }
+
+// ConflistPath is Node.ConflistPath.
+func (o NodeOptions) ConflistPath() string { return filepath.Join(o.Dir, cni.ConflistFileName) }
+
+// AllocationFile is Node.AllocationFile.
+func (o NodeOptions) AllocationFile() string { return filepath.Join(o.Dir, "allocation.json") }
+
+// StateDir is Node.StateDir.
+func (o NodeOptions) StateDir() string { return filepath.Join(o.Dir, "ipam") }
+
+// AgentSocket is Node.AgentSocket.
+func (o NodeOptions) AgentSocket() string { return filepath.Join(o.Dir, "agent.sock") }
+
+// AgentStateFile is Node.AgentStateFile.
+func (o NodeOptions) AgentStateFile() string { return filepath.Join(o.Dir, "agent-state.json") }
 
 // forwardingSysctls turn IP forwarding on, for IPv4 and IPv6.
 var forwardingSysctls = []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"}
