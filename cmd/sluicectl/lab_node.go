@@ -205,7 +205,7 @@ func (c *labCmd) nodeForward(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	if err := lab.Forward(ctx, st.APIAddr, c.stdout, nil); err != nil {
+	if err := node.Forward(ctx, st.APIAddr, c.stdout, nil); err != nil {
 		return c.fail(err)
 	}
 	return 0

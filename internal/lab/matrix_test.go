@@ -104,7 +104,7 @@ func TestNodeFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range [][2]string{{"shop", "web"}, {"other", "client"}} {
-		p := NewPodRecord(k[0], k[1])
+		p := n.NewPodRecord(k[0], k[1])
 		p.IP = netip.MustParseAddr("192.168.0.9")
 		p.ServePID = 42
 		if err := n.SavePod(p); err != nil {

@@ -11,13 +11,15 @@ package lab
 //	  pods/<ns>_<name>.json     one record per pod
 //	  logs/                     the forwarder's and the echo servers' logs
 //
-// Network namespaces: HostNetNS is the node's root namespace (the plugin
-// runs there, forwarding on, the host veths live there), and each pod gets
-// sluice-demo-<namespace>-<name>. Nothing touches the machine's own
-// network namespace. The API server listens on loopback in the machine's
-// namespace, where an agent in HostNetNS can't reach it: the forwarder
-// (Forward, started by Start) listens on the same address inside HostNetNS
-// and relays to it, so the lab's kubeconfig works unchanged there.
+// Network namespaces: sluice-demo-host (HostNetNS) is the node's root
+// namespace (the plugin runs there, forwarding on, the host veths live
+// there), and each pod gets sluice-demo-<namespace>-<name>; a Node with
+// another NetNSPrefix has namespaces of that prefix instead. Nothing
+// touches the machine's own network namespace. The API server listens on
+// loopback in the machine's namespace, where an agent in the node's host
+// namespace can't reach it: the forwarder (Forward, started by Start)
+// listens on the same address inside it and relays to it, so the lab's
+// kubeconfig works unchanged there.
 
 import (
 	"context"
@@ -43,16 +45,18 @@ import (
 	"github.com/sluice-dev/sluice/internal/netlab"
 )
 
-// NetNSPrefix starts the name of every namespace of the lab's node, and
-// HostNetNS is its host namespace.
+// NetNSPrefix starts the name of every namespace of the node NewNode
+// returns, and HostNetNS is its host namespace.
 const (
 	NetNSPrefix = "sluice-demo-"
 	HostNetNS   = NetNSPrefix + netlab.HostNetNSSuffix
 )
 
-// Node is the lab's node, whose state lives in Dir (<lab dir>/node).
+// Node is a lab node, whose state lives in Dir (<lab dir>/node) and whose
+// network namespaces all start with NetNSPrefix.
 type Node struct {
-	Dir string
+	Dir         string
+	NetNSPrefix string
 }
 
 // NodeState is node.json.
@@ -77,14 +81,17 @@ func NewNode(labDir string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{Dir: filepath.Join(abs, "node")}, nil
+	return &Node{Dir: filepath.Join(abs, "node"), NetNSPrefix: NetNSPrefix}, nil
 }
 
 // netlab is the harness's view of the node; pluginDir may be empty when
 // no pod is added or deleted.
 func (n *Node) netlab(pluginDir string) netlab.NodeOptions {
-	return netlab.NodeOptions{Dir: n.Dir, NetNSPrefix: NetNSPrefix, PluginDir: pluginDir, Agent: true, IPForwarding: true}
+	return netlab.NodeOptions{Dir: n.Dir, NetNSPrefix: n.NetNSPrefix, PluginDir: pluginDir, Agent: true, IPForwarding: true}
 }
+
+// HostNetNS is the name of the node's host network namespace.
+func (n *Node) HostNetNS() string { return n.NetNSPrefix + netlab.HostNetNSSuffix }
 
 func (n *Node) statePath() string { return filepath.Join(n.Dir, "node.json") }
 func (n *Node) podsDir() string   { return filepath.Join(n.Dir, "pods") }
@@ -112,7 +119,7 @@ func (n *Node) AgentArgs(st *NodeState) []string {
 }
 
 // PodNetNS is the name of a pod's network namespace.
-func PodNetNS(namespace, name string) string { return NetNSPrefix + namespace + "-" + name }
+func (n *Node) PodNetNS(namespace, name string) string { return n.NetNSPrefix + namespace + "-" + name }
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
@@ -131,8 +138,8 @@ func ValidatePodName(namespace, name string) error {
 // conflist with the agent's socket), records its state and writes
 // AgentArgsFile. It fails when the node is already up.
 func (n *Node) Up(nodeName, kubeconfig string) (*NodeState, error) {
-	if netlab.NetNSExists(HostNetNS) {
-		return nil, fmt.Errorf("netns %s exists: the node is up already (run 'sluicectl lab node down' first)", HostNetNS)
+	if netlab.NetNSExists(n.HostNetNS()) {
+		return nil, fmt.Errorf("netns %s exists: the node is up already (run 'sluicectl lab node down' first)", n.HostNetNS())
 	}
 	kc, err := filepath.Abs(kubeconfig)
 	if err != nil {
@@ -205,19 +212,19 @@ func writeJSON(path string, v any) error {
 	return fsutil.WriteFileAtomic(path, append(data, '\n'), 0o644)
 }
 
-// Forward listens on the API server's address inside HostNetNS and relays
-// every connection to the same address in this process's own netns, until
-// ctx ends. ready is called once it listens.
-func Forward(ctx context.Context, addr string, log io.Writer, ready func()) error {
+// Forward listens on the API server's address inside the node's host
+// namespace and relays every connection to the same address in this
+// process's own netns, until ctx ends. ready is called once it listens.
+func (n *Node) Forward(ctx context.Context, addr string, log io.Writer, ready func()) error {
 	var ln net.Listener
-	if err := netlab.InNetNS(HostNetNS, func() error {
+	if err := netlab.InNetNS(n.HostNetNS(), func() error {
 		var err error
 		ln, err = net.Listen("tcp", addr)
 		return err
 	}); err != nil {
-		return fmt.Errorf("listen on %s in netns %s: %w", addr, HostNetNS, err)
+		return fmt.Errorf("listen on %s in netns %s: %w", addr, n.HostNetNS(), err)
 	}
-	fmt.Fprintf(log, "forwarding %s in netns %s to %s\n", addr, HostNetNS, addr)
+	fmt.Fprintf(log, "forwarding %s in netns %s to %s\n", addr, n.HostNetNS(), addr)
 	if ready != nil {
 		ready()
 	}
@@ -271,16 +278,16 @@ func WaitListening(netnsName, addr string, timeout time.Duration) error {
 	}
 }
 
-// NewPodRecord is the record of a pod not wired yet.
-func NewPodRecord(namespace, name string) *PodRecord {
+// NewPodRecord is the record of a pod of the node, not wired yet.
+func (n *Node) NewPodRecord(namespace, name string) *PodRecord {
 	return &PodRecord{Pod: netlab.Pod{
-		Namespace: namespace, Name: name, NetNSName: PodNetNS(namespace, name),
-		ContainerID: PodNetNS(namespace, name),
+		Namespace: namespace, Name: name, NetNSName: n.PodNetNS(namespace, name),
+		ContainerID: n.PodNetNS(namespace, name),
 	}}
 }
 
 // wirePod adds the pod through netlab (its netns and CNI ADD, from
-// HostNetNS with the plugin in pluginDir) and records it.
+// the host namespace with the plugin in pluginDir) and records it.
 func (n *Node) wirePod(ctx context.Context, pluginDir string, p *PodRecord) error {
 	if _, err := os.Stat(n.podPath(p.Namespace, p.Name)); err == nil {
 		return fmt.Errorf("pod %s exists on the demo node", p.Key())
@@ -375,7 +382,7 @@ func (n *Node) Down(ctx context.Context, pluginDir string, log io.Writer) error 
 	if st, err := n.State(); err == nil && st.ForwarderPID != 0 {
 		stopPID(st.ForwarderPID)
 	}
-	left, _ := netlab.NetNSWithPrefix(NetNSPrefix)
+	left, _ := netlab.NetNSWithPrefix(n.NetNSPrefix)
 	for _, name := range left {
 		fmt.Fprintf(log, "removing netns %s\n", name)
 	}

@@ -41,7 +41,7 @@ type StartOptions struct {
 }
 
 // Start brings the node up (Up), starts the API forwarder, waits until
-// the API server answers inside HostNetNS, and says what it did on out,
+// the API server answers inside the host namespace, and says what it did on out,
 // ending with the command that runs the agent.
 func (n *Node) Start(opts StartOptions, out io.Writer) error {
 	if len(opts.Forwarder) == 0 {
@@ -68,13 +68,13 @@ func (n *Node) Start(opts StartOptions, out io.Writer) error {
 	if err := n.SaveState(st); err != nil {
 		return err
 	}
-	if err := WaitListening(HostNetNS, st.APIAddr, 10*time.Second); err != nil {
+	if err := WaitListening(n.HostNetNS(), st.APIAddr, 10*time.Second); err != nil {
 		return fmt.Errorf("the API forwarder (log %s): %w", logPath, err)
 	}
-	fmt.Fprintf(out, "node %s up: host netns %s, state in %s\n", st.NodeName, HostNetNS, n.Dir)
+	fmt.Fprintf(out, "node %s up: host netns %s, state in %s\n", st.NodeName, n.HostNetNS(), n.Dir)
 	fmt.Fprintf(out, "API server %s reachable inside the netns (forwarder pid %d)\n", st.APIAddr, st.ForwarderPID)
 	fmt.Fprintf(out, "conflist: %s\n", n.ConflistPath())
-	fmt.Fprintf(out, "run the agent: ip netns exec %s bin/agent %s\n", HostNetNS, strings.Join(n.AgentArgs(st), " "))
+	fmt.Fprintf(out, "run the agent: ip netns exec %s bin/agent %s\n", n.HostNetNS(), strings.Join(n.AgentArgs(st), " "))
 	return nil
 }
 
@@ -126,7 +126,7 @@ func (n *Node) AddPod(ctx context.Context, opts PodOptions, warn io.Writer) (*Po
 	if pod, err = kc.CoreV1().Pods(opts.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("create the Pod: %w", err)
 	}
-	rec := NewPodRecord(opts.Namespace, opts.Name)
+	rec := n.NewPodRecord(opts.Namespace, opts.Name)
 	if err := n.wirePod(ctx, opts.PluginDir, rec); err != nil {
 		_ = kc.CoreV1().Pods(opts.Namespace).Delete(context.Background(), opts.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
 		return nil, err
