@@ -254,10 +254,17 @@ func parseContainerPorts(flags []string) ([]corev1.ContainerPort, error) {
 	return out, nil
 }
 
+// labCommandLine is the command line that runs `sluicectl lab <sub>` with
+// args, sub being one of the cmd* constants.
+func labCommandLine(exe, sub string, args ...string) []string {
+	line := append([]string{exe, "lab"}, strings.Fields(sub)...)
+	return append(line, args...)
+}
+
 func nodeUp(node *lab.Node, nodeName, kubeconfig, exe string, stdout, stderr io.Writer) int {
 	err := node.Start(lab.StartOptions{
 		NodeName: nodeName, Kubeconfig: kubeconfig,
-		Forwarder: []string{exe, "lab", "node", "forward", "--dir", filepath.Dir(node.Dir)},
+		Forwarder: labCommandLine(exe, cmdNodeForward, "--dir", filepath.Dir(node.Dir)),
 	}, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "sluicectl lab node up: %v\n", err)
@@ -271,7 +278,7 @@ func podAdd(ctx context.Context, node *lab.Node, cniBin, exe, namespace, name st
 ) int {
 	opts := lab.PodOptions{
 		Namespace: namespace, Name: name, Labels: labels, ContainerPorts: cports,
-		PluginDir: cniBin, ServePorts: serve, Serve: []string{exe, "lab", "serve"},
+		PluginDir: cniBin, ServePorts: serve, Serve: labCommandLine(exe, cmdServe),
 	}
 	for _, p := range serve {
 		opts.Serve = append(opts.Serve, "--port", strconv.Itoa(p))

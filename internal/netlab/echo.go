@@ -51,7 +51,7 @@ func (p *Pod) ServeEcho(ports ...Port) (*EchoServer, error) {
 // Close stops listening; connections already accepted run on until their
 // peer closes them.
 func (s *EchoServer) Close() error {
-	var errs []error
+	errs := make([]error, 0, len(s.closers))
 	for _, c := range s.closers {
 		errs = append(errs, c.Close())
 	}

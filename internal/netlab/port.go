@@ -15,9 +15,13 @@ type Port struct {
 	Number   int
 }
 
-// TCP, UDP and SCTP are ports of each protocol.
-func TCP(n int) Port  { return Port{corev1.ProtocolTCP, n} }
-func UDP(n int) Port  { return Port{corev1.ProtocolUDP, n} }
+// TCP is TCP port n.
+func TCP(n int) Port { return Port{corev1.ProtocolTCP, n} }
+
+// UDP is UDP port n.
+func UDP(n int) Port { return Port{corev1.ProtocolUDP, n} }
+
+// SCTP is SCTP port n.
 func SCTP(n int) Port { return Port{corev1.ProtocolSCTP, n} }
 
 // String is NUMBER/PROTOCOL, as ParsePort reads it.

@@ -18,12 +18,12 @@ import (
 type Verdict int
 
 const (
-	// Reached: the echo came back.
+	// Reached means the echo came back.
 	Reached Verdict = iota
-	// TimedOut: nothing came back in time, what a dropped packet looks
-	// like.
+	// TimedOut means nothing came back in time: what a dropped packet
+	// looks like.
 	TimedOut
-	// Failed: anything else (a refused connection, a wrong echo): the
+	// Failed is anything else (a refused connection, a wrong echo): the
 	// packet got somewhere, but not to an echo server.
 	Failed
 )

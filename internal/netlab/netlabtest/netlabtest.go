@@ -162,7 +162,7 @@ func (n *Node) WirePod(t testing.TB, containerID string) Pod {
 // itself goes with the node).
 func (n *Node) Wire(t testing.TB, spec netlab.PodSpec) *Pod {
 	t.Helper()
-	p, err := n.Node.AddPod(context.Background(), spec)
+	p, err := n.AddPod(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
