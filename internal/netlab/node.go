@@ -181,6 +181,9 @@ func (n *Node) HostNetNSName() string { return n.opts.NetNSPrefix + HostNetNSSuf
 // Do runs fn on a thread locked in the host namespace; processes fn
 // starts (the plugin, exec'd by libcni) start there too.
 func (n *Node) Do(fn func() error) error {
+	if n.host == nil {
+		return fmt.Errorf("netlab: node %s is closed", n.HostNetNSName())
+	}
 	return n.host.Do(func(ns.NetNS) error { return fn() })
 }
 
