@@ -388,13 +388,11 @@ else
   node_up=1
   info "\$ bin/sluicectl lab node up --dir .lab --node-name aks-system-0"
   bin/sluicectl lab node up --dir "$LAB" --node-name aks-system-0 | sed "s|$root/||g"
-  N=$LAB/node # the agent wants absolute paths
-  agent_args=(
-    --kubeconfig "$KUBECONFIG" --node-name aks-system-0 --config= --no-pin
-    --socket "$N/agent.sock" --state-file "$N/agent-state.json"
-    --allocation-file "$N/allocation.json" --cni-state-dir "$N/ipam"
-    --health-addr 127.0.0.1:9879 --metrics-addr 127.0.0.1:9880
-  )
+  N=$LAB/node
+  # The flags that point the agent at the node's files, as lab node up wrote
+  # them (one a line), plus where it serves health and metrics.
+  mapfile -t agent_args <"$N/agent.args"
+  agent_args+=(--health-addr 127.0.0.1:9879 --metrics-addr 127.0.0.1:9880)
   info "\$ ip netns exec sluice-demo-host bin/agent ${agent_args[*]//$root\//}   (log: .lab/agent.log)"
   ip netns exec sluice-demo-host bin/agent "${agent_args[@]}" >"$LAB/agent.log" 2>&1 </dev/null &
   agent_pid=$!

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,7 +21,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/sluice-dev/sluice/internal/cni"
-	"github.com/sluice-dev/sluice/test/nodelab"
+	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
 )
 
 const (
@@ -31,15 +30,17 @@ const (
 	testMTU     = 1400
 )
 
-// requirePrivileged, newNS and pluginDir are the shared local-node
-// helpers; the CNI tests keep their own world (env) for the finer control
-// the crash tests need.
-func requirePrivileged(t *testing.T) { t.Helper(); nodelab.RequirePrivileged(t) }
+// requirePrivileged, newNS and pluginDir are the harness's; the CNI tests
+// keep their own world (env) on a harness node for the finer control the
+// version and crash tests need: their conflist is a hand-written fixture
+// whose cniVersion each test picks.
+func requirePrivileged(t *testing.T) { t.Helper(); netlabtest.RequirePrivileged(t) }
 
-func pluginDir(t *testing.T) string { t.Helper(); return nodelab.PluginDir(t) }
+func pluginDir(t *testing.T) string { t.Helper(); return netlabtest.PluginDir(t) }
 
-// env is one test's world: a "host" netns in which every plugin runs,
-// "pod" netns, an allocation file, a state dir and a libcni cache.
+// env is one test's world: a harness node's host netns (forwarding on) in
+// which every plugin runs, "pod" netns, the node's allocation file and
+// state dir, and a libcni cache.
 type env struct {
 	t        *testing.T
 	host     ns.NetNS
@@ -54,33 +55,17 @@ type env struct {
 func newEnv(t *testing.T, pods int) *env {
 	t.Helper()
 	requirePrivileged(t)
-	e := &env{t: t, dir: t.TempDir()}
-	e.allocPth = filepath.Join(e.dir, "run", "allocation.json")
-	e.stateDir = filepath.Join(e.dir, "ipam")
-	e.host = newNS(t)
+	node := netlabtest.NewNode(t)
+	e := &env{t: t, dir: t.TempDir(), host: node.Host(), allocPth: node.AllocationFile(), stateDir: node.StateDir()}
 	for range pods {
 		e.pods = append(e.pods, newNS(t))
 	}
-	// The host routes between pods: forwarding on, in the host netns only.
-	e.inHost(func() error {
-		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
-			return err
-		}
-		if err := os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644); err != nil {
-			return err
-		}
-		got, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
-		if err != nil || strings.TrimSpace(string(got)) != "1" {
-			return fmt.Errorf("ip_forward in host netns is %q (%v)", got, err)
-		}
-		return nil
-	})
 	e.cni = libcni.NewCNIConfigWithCacheDir([]string{pluginDir(t)}, filepath.Join(e.dir, "cache"), nil)
 	e.list = e.confList("1.1.0")
 	return e
 }
 
-func newNS(t *testing.T) ns.NetNS { t.Helper(); return nodelab.NewNetNS(t) }
+func newNS(t *testing.T) ns.NetNS { t.Helper(); return netlabtest.NewNetNS(t) }
 
 func (e *env) pluginConf() string {
 	return fmt.Sprintf(`{"type":%q,"mtu":%d,"allocationFile":%q,"stateDir":%q,"hostVethPrefix":"slc"}`,

@@ -143,7 +143,7 @@ func newLabNodeForwardCmd() *cobra.Command {
 		if err != nil {
 			return failure(cmd, err)
 		}
-		if err := lab.Forward(ctx, st.APIAddr, cmd.OutOrStdout(), nil); err != nil {
+		if err := node.Forward(ctx, st.APIAddr, cmd.OutOrStdout(), nil); err != nil {
 			return failure(cmd, err)
 		}
 		return nil

@@ -13,7 +13,7 @@ import (
 	"github.com/go-logr/logr/testr"
 	"golang.org/x/sys/unix"
 
-	"github.com/sluice-dev/sluice/test/nodelab"
+	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
 )
 
 const (
@@ -191,7 +191,7 @@ func readSysctl(rel string) (string, error) {
 // The real /proc/sys/net, in a network namespace of the test's: the files
 // are the namespace's, not the host's.
 func TestEnsureForwardingInNetNS(t *testing.T) {
-	nodelab.RequirePrivileged(t)
+	netlabtest.RequirePrivileged(t)
 	// forwarding reads both sysctls in the calling thread's netns.
 	forwarding := func() ([]string, error) {
 		var vals []string
@@ -208,7 +208,7 @@ func TestEnsureForwardingInNetNS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	netns := nodelab.NewNetNS(t)
+	netns := netlabtest.NewNetNS(t)
 	inNS := func() []string {
 		t.Helper()
 		var vals []string

@@ -3,6 +3,7 @@ package datapath
 import (
 	"testing"
 
+	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
 	"github.com/sluice-dev/sluice/internal/policy"
 )
 
@@ -76,7 +77,7 @@ func TestUnchangedApplyKeepsTheEpoch(t *testing.T) {
 // finds pinned are unknown to it, so its first Apply writes even the
 // snapshot the last run left in force.
 func TestFirstApplyAfterARestartRuns(t *testing.T) {
-	pin := bpffs(t)
+	pin := netlabtest.PrivateBPFFS(t)
 	snap := snapshot(func(_, b *policy.EndpointPolicy) {
 		b.IngressIsolated = true
 		b.Ingress = []policy.Entry{entry(classA, policy.ProtoTCP, 80, 16)}

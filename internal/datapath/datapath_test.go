@@ -11,9 +11,9 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
 	"github.com/sluice-dev/sluice/internal/packet"
 	"github.com/sluice-dev/sluice/internal/policy"
-	"github.com/sluice-dev/sluice/test/nodelab"
 )
 
 // Addresses and classes of the tests. Probes made with BPF_PROG_TEST_RUN
@@ -44,7 +44,7 @@ const (
 
 func newDatapath(t testing.TB, opts Options) *Datapath {
 	t.Helper()
-	nodelab.RequirePrivileged(t)
+	netlabtest.RequirePrivileged(t)
 	d, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -762,7 +762,7 @@ func TestApplyRejects(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
-	nodelab.RequirePrivileged(t)
+	netlabtest.RequirePrivileged(t)
 	var nilDP *Datapath
 	if err := nilDP.Close(); err != nil {
 		t.Errorf("nil Close: %v", err)

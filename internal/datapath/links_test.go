@@ -10,7 +10,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
-	"github.com/sluice-dev/sluice/test/nodelab"
+	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
 )
 
 func TestLinkPinIfindex(t *testing.T) {
@@ -41,9 +41,9 @@ func TestLinkPinIfindex(t *testing.T) {
 // their pod addresses. The names Attach pins under are the ones the sweep
 // reads.
 func TestSweepInterfaces(t *testing.T) {
-	nodelab.RequirePrivileged(t)
-	d := newDatapath(t, Options{PinDir: bpffs(t)})
-	netns := nodelab.NewNetNS(t)
+	netlabtest.RequirePrivileged(t)
+	d := newDatapath(t, Options{PinDir: netlabtest.PrivateBPFFS(t)})
+	netns := netlabtest.NewNetNS(t)
 	in := func(fn func() error) {
 		t.Helper()
 		if err := netns.Do(func(ns.NetNS) error { return fn() }); err != nil {

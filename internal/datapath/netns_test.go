@@ -7,8 +7,9 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/cni"
+	"github.com/sluice-dev/sluice/internal/netlab"
+	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
 	"github.com/sluice-dev/sluice/internal/policy"
-	"github.com/sluice-dev/sluice/test/nodelab"
 )
 
 // Real packets: two pods wired by sluice-cni in a node's netns, the
@@ -18,7 +19,7 @@ func TestRealPackets(t *testing.T) {
 	d := newDatapath(t, Options{})
 	a, b := twoPods(t, d, "10.250.7.0/24", false)
 	snap := func(edit func(a, b *policy.EndpointPolicy)) *policy.Snapshot { return snapshotOf(a, b, edit) }
-	connect := func(port int) error { return nodelab.TCPRoundTripOn(b.NetNS, b.IP, port, a.NetNS, time.Second) }
+	connect := func(port int) error { return netlab.TCPRoundTripOn(b.NetNS, b.IP, port, a.NetNS, time.Second) }
 
 	for _, step := range []struct {
 		name    string
@@ -72,22 +73,22 @@ func TestRealPackets(t *testing.T) {
 
 // twoPods wires two pods on a fresh node and attaches the programs to both
 // veths, registering each pod's address with Attach when register is set.
-func twoPods(t *testing.T, d *Datapath, cidr string, register bool) (a, b nodelab.Pod) {
+func twoPods(t *testing.T, d *Datapath, cidr string, register bool) (a, b netlabtest.Pod) {
 	t.Helper()
-	lab := nodelab.NewNode(t)
+	lab := netlabtest.NewNode(t)
 	prefix := netip.MustParsePrefix(cidr)
 	last := prefix.Addr()
 	for range 255 {
 		last = last.Next()
 	}
-	if err := cni.WriteAllocation(lab.AllocationFile, cni.Allocation{
+	if err := cni.WriteAllocation(lab.AllocationFile(), cni.Allocation{
 		Node: "node-1", Pool: "default", Mode: cni.ModeOverlay,
 		CIDRs: []string{cidr}, ExcludeIPs: []string{prefix.Addr().String(), last.String()}, MaxPods: 10,
 	}); err != nil {
 		t.Fatal(err)
 	}
-	a, b = lab.AddPod(t, "pod-a"), lab.AddPod(t, "pod-b")
-	for _, p := range []nodelab.Pod{a, b} {
+	a, b = lab.WirePod(t, "pod-a"), lab.WirePod(t, "pod-b")
+	for _, p := range []netlabtest.Pod{a, b} {
 		var ips []netip.Addr
 		if register {
 			ips = []netip.Addr{p.IP}
@@ -117,14 +118,14 @@ func TestAntiSpoofing(t *testing.T) {
 				t.Fatal(err)
 			}
 			forged := netip.MustParseAddr("10.250.8.200")
-			if err := nodelab.AddAddress(a.NetNS, "eth0", forged); err != nil {
+			if err := netlab.AddAddress(a.NetNS, "eth0", forged); err != nil {
 				t.Fatal(err)
 			}
-			ok, from, err := nodelab.UDPDatagramFrom(b.NetNS, b.IP, 5000, a.NetNS, a.IP, 2*time.Second)
+			ok, from, err := netlab.UDPDatagramFrom(b.NetNS, b.IP, 5000, a.NetNS, a.IP, 2*time.Second)
 			if err != nil || !ok || from != a.IP {
 				t.Fatalf("a datagram from A's own address: arrived=%v from %v (%v)", ok, from, err)
 			}
-			ok, from, err = nodelab.UDPDatagramFrom(b.NetNS, b.IP, 5001, a.NetNS, forged, time.Second)
+			ok, from, err = netlab.UDPDatagramFrom(b.NetNS, b.IP, 5001, a.NetNS, forged, time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,7 +161,7 @@ func TestICMPErrorReachesIsolatedClient(t *testing.T) {
 		})); err != nil {
 			t.Fatal(err)
 		}
-		refused, err := nodelab.UDPRefused(a.NetNS, b.IP, port, 2*time.Second)
+		refused, err := netlab.UDPRefused(a.NetNS, b.IP, port, 2*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,7 +173,7 @@ func TestICMPErrorReachesIsolatedClient(t *testing.T) {
 
 // snapshotOf is a snapshot of pods a (endpoint idA, class classA) and b
 // (idB, classB), nothing isolated; edit modifies it.
-func snapshotOf(a, b nodelab.Pod, edit func(pa, pb *policy.EndpointPolicy)) *policy.Snapshot {
+func snapshotOf(a, b netlabtest.Pod, edit func(pa, pb *policy.EndpointPolicy)) *policy.Snapshot {
 	s := &policy.Snapshot{
 		IPCache: []policy.IPCacheEntry{
 			{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Class: policy.ClassWorld},

@@ -10,26 +10,16 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/sluice-dev/sluice/internal/netlab"
+	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
 	"github.com/sluice-dev/sluice/internal/policy"
-	"github.com/sluice-dev/sluice/test/nodelab"
 )
-
-// A private bpffs, so the test pins nothing on the host.
-func bpffs(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
-		t.Fatalf("mount bpffs: %v", err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
-	return filepath.Join(dir, "sluice")
-}
 
 // An agent restart: the pinned maps keep enforcing, a new Datapath picks
 // them up, tracked flows survive, and its Apply starts from what is there.
 func TestPinnedStateSurvivesRestart(t *testing.T) {
-	nodelab.RequirePrivileged(t)
-	pin := bpffs(t)
+	netlabtest.RequirePrivileged(t)
+	pin := netlabtest.PrivateBPFFS(t)
 	snap := snapshot(func(a, b *policy.EndpointPolicy) {
 		a.IngressIsolated = true
 		b.IngressIsolated = true
@@ -88,14 +78,14 @@ func TestPinnedStateSurvivesRestart(t *testing.T) {
 // Pinned links outlive Close and are taken over, not doubled, by the next
 // Datapath; closing the attachment detaches and unpins.
 func TestPinnedLinks(t *testing.T) {
-	nodelab.RequirePrivileged(t)
-	pin := bpffs(t)
-	netns := nodelab.NewNetNS(t)
+	netlabtest.RequirePrivileged(t)
+	pin := netlabtest.PrivateBPFFS(t)
+	netns := netlabtest.NewNetNS(t)
 	count := func() (n int) {
 		t.Helper()
 		if err := netns.Do(func(ns.NetNS) error {
 			var err error
-			n, err = nodelab.TCXPrograms("veth0")
+			n, err = netlab.TCXPrograms("veth0")
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -163,8 +153,8 @@ func TestPinnedLinks(t *testing.T) {
 // (here the old LPM-trie policy maps did not fit) instead of failing, and
 // the result works.
 func TestIncompatiblePinsAreReplaced(t *testing.T) {
-	nodelab.RequirePrivileged(t)
-	pin := bpffs(t)
+	netlabtest.RequirePrivileged(t)
+	pin := netlabtest.PrivateBPFFS(t)
 	d1, err := New(Options{PinDir: pin, MaxEndpoints: 64})
 	if err != nil {
 		t.Fatal(err)

@@ -1,18 +1,3 @@
-// Package lab runs a local Kubernetes control plane on loopback for the demo,
-// `make run` and the end-to-end tests: kube-apiserver and etcd (started by
-// controller-runtime's envtest), the Sluice CRDs and the validating webhook
-// configuration from config/, wired to a webhook server on the loopback
-// address instead of an in-cluster Service.
-//
-// The lab uses only envtest's ControlPlane: envtest neither installs the
-// webhooks nor generates webhook certificates. The CRD's conversion webhook
-// and the webhook configuration are installed without a caBundle, exactly as
-// config/ ships them, and the operator's own certificate management must
-// create the certificate and inject its CA bundle, as it does in a real
-// cluster. Until it has, every DataplaneConfig request fails closed.
-//
-// There is no kubelet, scheduler or controller-manager: DaemonSets are stored
-// but never rolled out, so the node agent stays pending.
 package lab
 
 import (

@@ -1,50 +1,35 @@
 package lab
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"os/signal"
 	"path"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
-	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/sluice-dev/sluice/internal/netlab"
 )
 
-// Port is a port and protocol of a reachability matrix. Only TCP is probed.
-type Port struct {
-	Number   int
-	Protocol string
-}
-
-func (p Port) String() string { return fmt.Sprintf("%d/%s", p.Number, p.Protocol) }
-
 // ParsePorts parses "8080/TCP,9090" (TCP when the protocol is left out).
-func ParsePorts(s string) ([]Port, error) {
-	var ports []Port
+// Only TCP: the lab's echo server (Serve) speaks nothing else.
+func ParsePorts(s string) ([]netlab.Port, error) {
+	var ports []netlab.Port
 	for f := range strings.SplitSeq(s, ",") {
 		f = strings.TrimSpace(f)
 		if f == "" {
 			continue
 		}
-		num, proto, _ := strings.Cut(f, "/")
-		if proto == "" {
-			proto = "TCP"
+		p, err := netlab.ParsePort(f)
+		if err == nil && p.Protocol != corev1.ProtocolTCP {
+			err = fmt.Errorf("port %q: only TCP is probed", f)
 		}
-		proto = strings.ToUpper(proto)
-		if proto != "TCP" {
-			return nil, fmt.Errorf("port %q: only TCP is probed", f)
+		if err != nil {
+			return nil, err
 		}
-		n, err := strconv.Atoi(num)
-		if err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("port %q: want NUMBER[/TCP] with NUMBER in 1-65535", f)
-		}
-		ports = append(ports, Port{n, proto})
+		ports = append(ports, p)
 	}
 	if len(ports) == 0 {
 		return nil, errors.New("no ports")
@@ -52,13 +37,10 @@ func ParsePorts(s string) ([]Port, error) {
 	return ports, nil
 }
 
-// Cell is one probe of a matrix: From connects to To on Port.
-type Cell struct {
-	From, To string // namespace/name
-	Port     Port
+// cellString is how the lab names a cell: FROM -> TO:PORT/PROTO.
+func cellString(c netlab.Cell) string {
+	return fmt.Sprintf("%s -> %s:%s", c.From.Key(), c.To.Key(), c.Port)
 }
-
-func (c Cell) String() string { return fmt.Sprintf("%s -> %s:%s", c.From, c.To, c.Port) }
 
 // Denied is a list of patterns FROM>TO[:PORT] of cells expected to be
 // denied (every other cell is expected to be allowed). FROM and TO are
@@ -106,10 +88,10 @@ func ParseDenied(s string) (Denied, error) {
 }
 
 // Allowed is the expected verdict of c.
-func (d Denied) Allowed(c Cell) bool {
+func (d Denied) Allowed(c netlab.Cell) bool {
 	for _, p := range d {
-		fm, _ := path.Match(p.from, c.From)
-		tm, _ := path.Match(p.to, c.To)
+		fm, _ := path.Match(p.from, c.From.Key())
+		tm, _ := path.Match(p.to, c.To.Key())
 		if fm && tm && (p.port == 0 || p.port == c.Port.Number) {
 			return false
 		}
@@ -117,79 +99,25 @@ func (d Denied) Allowed(c Cell) bool {
 	return true
 }
 
-// Matrix is the result of probing every pod from every other pod.
+// Matrix is a probed matrix laid out as the lab prints it: a row per
+// source pod, a column per destination pod and port.
 type Matrix struct {
-	Pods    []*PodRecord
-	Ports   []Port
-	Reached map[Cell]bool
+	Pods    []*netlab.Pod
+	Ports   []netlab.Port
+	Results map[netlab.Cell]netlab.Result
 }
 
-// Probe connects from every pod to every other pod's address on every
-// port, in parallel, from inside the source's netns, and echoes a message:
-// a cell is reachable when the echo comes back within timeout.
-func Probe(pods []*PodRecord, ports []Port, timeout time.Duration) *Matrix {
-	m := &Matrix{Pods: pods, Ports: ports, Reached: map[Cell]bool{}}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, src := range pods {
-		for _, dst := range pods {
-			if src == dst {
-				continue
-			}
-			for _, port := range ports {
-				wg.Go(func() {
-					err := InNetNS(src.NetNS, func() error {
-						return echoOnce(net.JoinHostPort(dst.IP, strconv.Itoa(port.Number)), timeout)
-					})
-					mu.Lock()
-					m.Reached[Cell{src.Key(), dst.Key(), port}] = err == nil
-					mu.Unlock()
-				})
-			}
-		}
+func newMatrix(pods []*netlab.Pod, ports []netlab.Port, m *netlab.Matrix) *Matrix {
+	out := &Matrix{Pods: pods, Ports: ports, Results: make(map[netlab.Cell]netlab.Result, len(m.Cells))}
+	for i, c := range m.Cells {
+		out.Results[c] = m.Results[i]
 	}
-	wg.Wait()
-	return m
-}
-
-func echoOnce(addr string, timeout time.Duration) error {
-	conn, err := net.DialTimeout("tcp", addr, timeout)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close() }()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	msg := []byte("sluice")
-	if _, err := conn.Write(msg); err != nil {
-		return err
-	}
-	buf := make([]byte, len(msg))
-	_, err = io.ReadFull(conn, buf)
-	return err
-}
-
-// Wrong lists the cells whose reachability differs from want.
-func (m *Matrix) Wrong(want Denied) []Cell {
-	var bad []Cell
-	for _, src := range m.Pods {
-		for _, dst := range m.Pods {
-			if src == dst {
-				continue
-			}
-			for _, port := range m.Ports {
-				c := Cell{src.Key(), dst.Key(), port}
-				if m.Reached[c] != want.Allowed(c) {
-					bad = append(bad, c)
-				}
-			}
-		}
-	}
-	return bad
+	return out
 }
 
 // Print writes the matrix as a table, a row per source and a column per
-// destination and port: ✓ reachable, ✗ not, "-" a pod to itself. With
-// want, a cell that differs from it is marked "!".
+// destination and port: ✓ reached, ✗ not, "-" a pod to itself. With
+// want, a cell that disagrees with it (netlab.Agrees) is marked "!".
 func (m *Matrix) Print(w io.Writer, want Denied) {
 	header := make([]string, 0, 1+len(m.Pods)*len(m.Ports))
 	header = append(header, "from \\ to")
@@ -212,12 +140,12 @@ func (m *Matrix) Print(w io.Writer, want Denied) {
 					row = append(row, "-")
 					continue
 				}
-				c := Cell{src.Key(), dst.Key(), port}
-				s := "✗"
-				if m.Reached[c] {
+				c := netlab.Cell{From: src, To: dst, Port: port}
+				r, s := m.Results[c], "✗"
+				if r.Verdict == netlab.Reached {
 					s = "✓"
 				}
-				if want != nil && m.Reached[c] != want.Allowed(c) {
+				if want != nil && !netlab.Agrees(want.Allowed(c), r) {
 					s += "!"
 				}
 				row = append(row, s)
@@ -241,41 +169,4 @@ func (m *Matrix) Print(w io.Writer, want Denied) {
 		}
 		fmt.Fprintln(w, b.String())
 	}
-}
-
-// Serve runs a TCP echo server on every port (all addresses of this
-// process's netns) until SIGINT or SIGTERM.
-func Serve(ports []int, log io.Writer) error {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}()
-	for _, port := range ports {
-		ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
-		if err != nil {
-			return err
-		}
-		lns = append(lns, ln)
-		fmt.Fprintf(log, "echo server on %s\n", ln.Addr())
-		go func() {
-			for {
-				conn, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer func() { _ = conn.Close() }()
-					_ = conn.SetDeadline(time.Now().Add(time.Minute))
-					_, _ = io.Copy(conn, conn)
-				}()
-			}
-		}()
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	<-ctx.Done()
-	fmt.Fprintln(log, "echo server stopping")
-	return nil
 }

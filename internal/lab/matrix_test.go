@@ -2,10 +2,14 @@ package lab
 
 import (
 	"bytes"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sluice-dev/sluice/internal/netlab"
 )
 
 func TestParsePorts(t *testing.T) {
@@ -13,7 +17,7 @@ func TestParsePorts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := []Port{{8080, "TCP"}, {9090, "TCP"}, {81, "TCP"}}; len(ports) != 3 || ports[0] != got[0] || ports[1] != got[1] || ports[2] != got[2] {
+	if got := []netlab.Port{netlab.TCP(8080), netlab.TCP(9090), netlab.TCP(81)}; !slices.Equal(ports, got) {
 		t.Errorf("ParsePorts = %v, want %v", ports, got)
 	}
 	for _, bad := range []string{"", "53/UDP", "0", "70000/TCP", "http"} {
@@ -28,17 +32,18 @@ func TestDenied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p8080, p9090 := Port{8080, "TCP"}, Port{9090, "TCP"}
+	p8080, p9090 := netlab.TCP(8080), netlab.TCP(9090)
+	client, web, api := pod("other", "client"), pod("shop", "web"), pod("shop", "api")
 	for _, tc := range []struct {
-		c    Cell
+		c    netlab.Cell
 		want bool
 	}{
-		{Cell{"other/client", "shop/web", p8080}, false},
-		{Cell{"other/client", "shop/api", p9090}, false},
-		{Cell{"shop/web", "shop/api", p8080}, false},
-		{Cell{"shop/web", "shop/api", p9090}, true},
-		{Cell{"shop/api", "shop/web", p8080}, true},
-		{Cell{"shop/web", "other/client", p8080}, true},
+		{netlab.Cell{From: client, To: web, Port: p8080}, false},
+		{netlab.Cell{From: client, To: api, Port: p9090}, false},
+		{netlab.Cell{From: web, To: api, Port: p8080}, false},
+		{netlab.Cell{From: web, To: api, Port: p9090}, true},
+		{netlab.Cell{From: api, To: web, Port: p8080}, true},
+		{netlab.Cell{From: web, To: client, Port: p8080}, true},
 	} {
 		if got := d.Allowed(tc.c); got != tc.want {
 			t.Errorf("Allowed(%s) = %v, want %v", tc.c, got, tc.want)
@@ -56,24 +61,34 @@ func TestDenied(t *testing.T) {
 	}
 }
 
-func TestMatrixPrintAndWrong(t *testing.T) {
-	web, cl := &PodRecord{Namespace: "shop", Name: "web"}, &PodRecord{Namespace: "other", Name: "client"}
-	p := Port{8080, "TCP"}
-	m := &Matrix{Pods: []*PodRecord{web, cl}, Ports: []Port{p}, Reached: map[Cell]bool{
-		{"shop/web", "other/client", p}: true,
-		{"other/client", "shop/web", p}: true,
+func pod(namespace, name string) *netlab.Pod { return &netlab.Pod{Namespace: namespace, Name: name} }
+
+func TestMatrixPrint(t *testing.T) {
+	web, cl, api := pod("shop", "web"), pod("other", "client"), pod("shop", "api")
+	p := netlab.TCP(8080)
+	reached, dropped, refused := netlab.Result{Verdict: netlab.Reached}, netlab.Result{Verdict: netlab.TimedOut}, netlab.Result{Verdict: netlab.Failed}
+	m := &Matrix{Pods: []*netlab.Pod{web, cl, api}, Ports: []netlab.Port{p}, Results: map[netlab.Cell]netlab.Result{
+		{From: web, To: cl, Port: p}:  reached,
+		{From: web, To: api, Port: p}: dropped,
+		{From: cl, To: web, Port: p}:  reached, // wrong: shop/* is denied
+		{From: cl, To: api, Port: p}:  refused, // wrong: a refusal is no denial
+		{From: api, To: web, Port: p}: dropped,
+		{From: api, To: cl, Port: p}:  reached,
 	}}
 	want, _ := ParseDenied("*/*>shop/*")
-	if bad := m.Wrong(want); len(bad) != 1 || bad[0] != (Cell{"other/client", "shop/web", p}) {
-		t.Errorf("Wrong = %v, want the cell other/client -> shop/web", bad)
-	}
 	var b bytes.Buffer
 	m.Print(&b, want)
-	wantOut := "from \\ to     shop/web  other/client\n" +
-		"shop/web      -         ✓\n" +
-		"other/client  ✓!        -\n"
+	wantOut := "from \\ to     shop/web  other/client  shop/api\n" +
+		"shop/web      -         ✓             ✗\n" +
+		"other/client  ✓!        -             ✗!\n" +
+		"shop/api      ✗         ✓             -\n"
 	if b.String() != wantOut {
 		t.Errorf("Print:\n%s\nwant:\n%s", b.String(), wantOut)
+	}
+	b.Reset()
+	m.Print(&b, nil)
+	if strings.Contains(b.String(), "!") {
+		t.Errorf("Print without an expectation marks cells:\n%s", b.String())
 	}
 }
 
@@ -89,8 +104,9 @@ func TestNodeFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range [][2]string{{"shop", "web"}, {"other", "client"}} {
-		p := NewPodRecord(k[0], k[1])
-		p.IP = "192.168.0.9"
+		p := n.NewPodRecord(k[0], k[1])
+		p.IP = netip.MustParseAddr("192.168.0.9")
+		p.ServePID = 42
 		if err := n.SavePod(p); err != nil {
 			t.Fatal(err)
 		}
@@ -99,12 +115,16 @@ func TestNodeFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pods) != 2 || pods[0].Key() != "other/client" || pods[1].NetNS != "sluice-demo-shop-web" || pods[1].IP != "192.168.0.9" {
+	if len(pods) != 2 || pods[0].Key() != "other/client" || pods[1].NetNSName != "sluice-demo-shop-web" ||
+		pods[1].ContainerID != "sluice-demo-shop-web" || pods[1].IP != netip.MustParseAddr("192.168.0.9") || pods[1].ServePID != 42 {
 		t.Errorf("Pods = %+v %+v", pods[0], pods[1])
 	}
 	st := &NodeState{NodeName: "n0", Kubeconfig: "/k"}
 	args := strings.Join(n.AgentArgs(st), " ")
-	for _, want := range []string{"--node-name n0", "--socket " + filepath.Join(n.Dir, "agent.sock"), "--no-pin"} {
+	for _, want := range []string{
+		"--node-name n0", "--socket " + filepath.Join(n.Dir, "agent.sock"), "--no-pin",
+		"--allocation-file " + filepath.Join(n.Dir, "allocation.json"), "--cni-state-dir " + filepath.Join(n.Dir, "ipam"),
+	} {
 		if !strings.Contains(args, want) {
 			t.Errorf("AgentArgs %q lacks %q", args, want)
 		}

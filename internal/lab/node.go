@@ -1,28 +1,25 @@
 package lab
 
-// A demo "node" made of network namespaces, for `sluicectl lab node|pod|
-// matrix` and hack/demo.sh: the same layout as test/nodelab, but with
-// named namespaces (ip netns) and state on disk, so separate commands can
-// build it up, probe it and tear it down.
+// The lab's node: a netlab node whose state lives on disk so that
+// separate `sluicectl lab` invocations can build it up, probe it and tear
+// it down. Its namespaces are named (ip netns), so the demo can run the
+// agent in the host namespace with `ip netns exec`.
 //
-//	<dir>/node/                 NodeDir: everything of the node but the netns
+//	<dir>/node/                 Node.Dir, netlab's node directory, plus:
 //	  node.json                 the node's name, the kubeconfig, the forwarder's pid
-//	  10-sluice.conflist        sluice-cni's conflist (allocationFile, stateDir, agentSocket below)
-//	  allocation.json           written by the agent's IPAM sync
-//	  ipam/                     the plugin's state directory
-//	  agent.sock, agent-state.json   the agent's (run it with the flags AgentArgs returns)
-//	  cni-cache/                libcni's cache
+//	  agent.args                the agent's flags (AgentArgs), one a line
 //	  pods/<ns>_<name>.json     one record per pod
 //	  logs/                     the forwarder's and the echo servers' logs
 //
-// Network namespaces: HostNetNS is the node's root namespace (the plugin
-// runs there, forwarding on, the host veths live there), and each pod gets
-// sluice-demo-<namespace>-<name>. Nothing touches the machine's own
-// network namespace. The API server listens on loopback in the machine's
-// namespace, where an agent in HostNetNS can't reach it: the forwarder
-// (`lab node forward`, started by NodeUp) listens on the same address
-// inside HostNetNS and relays to it, so the lab's kubeconfig works
-// unchanged there.
+// Network namespaces: sluice-demo-host (HostNetNS) is the node's root
+// namespace (the plugin runs there, forwarding on, the host veths live
+// there), and each pod gets sluice-demo-<namespace>-<name>; a Node with
+// another NetNSPrefix has namespaces of that prefix instead. Nothing
+// touches the machine's own network namespace. The API server listens on
+// loopback in the machine's namespace, where an agent in the node's host
+// namespace can't reach it: the forwarder (Forward, started by Start)
+// listens on the same address inside it and relays to it, so the lab's
+// kubeconfig works unchanged there.
 
 import (
 	"context"
@@ -42,25 +39,24 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containernetworking/cni/libcni"
-	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ns"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/sluice-dev/sluice/internal/cni"
+	"github.com/sluice-dev/sluice/internal/fsutil"
+	"github.com/sluice-dev/sluice/internal/netlab"
 )
 
-// HostNetNS is the name of the demo node's host network namespace, and
-// NetNSPrefix starts the name of every namespace the demo node creates.
+// NetNSPrefix starts the name of every namespace of the node NewNode
+// returns, and HostNetNS is its host namespace.
 const (
 	NetNSPrefix = "sluice-demo-"
-	HostNetNS   = NetNSPrefix + "host"
-	netnsDir    = "/run/netns"
+	HostNetNS   = NetNSPrefix + netlab.HostNetNSSuffix
 )
 
-// Node is the demo node whose state lives in Dir (<lab dir>/node).
+// Node is a lab node, whose state lives in Dir (<lab dir>/node) and whose
+// network namespaces all start with NetNSPrefix.
 type Node struct {
-	Dir string
+	Dir         string
+	NetNSPrefix string
 }
 
 // NodeState is node.json.
@@ -71,20 +67,13 @@ type NodeState struct {
 	ForwarderPID int    `json:"forwarderPID,omitempty"`
 }
 
-// PodRecord is one pod of the node.
+// PodRecord is one pod of the node: the harness's pod and its echo
+// server.
 type PodRecord struct {
-	Namespace   string `json:"namespace"`
-	Name        string `json:"name"`
-	NetNS       string `json:"netns"`
-	ContainerID string `json:"containerID"`
-	IP          string `json:"ip,omitempty"`
-	HostIf      string `json:"hostIf,omitempty"`
-	ServePID    int    `json:"servePID,omitempty"`
-	ServePorts  []int  `json:"servePorts,omitempty"`
+	netlab.Pod
+	ServePID   int   `json:"servePID,omitempty"`
+	ServePorts []int `json:"servePorts,omitempty"`
 }
-
-// Key is namespace/name.
-func (p PodRecord) Key() string { return p.Namespace + "/" + p.Name }
 
 // NewNode returns the node kept under labDir/node.
 func NewNode(labDir string) (*Node, error) {
@@ -92,27 +81,26 @@ func NewNode(labDir string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{Dir: filepath.Join(abs, "node")}, nil
+	return &Node{Dir: filepath.Join(abs, "node"), NetNSPrefix: NetNSPrefix}, nil
 }
 
+// netlab is the harness's view of the node; pluginDir may be empty when
+// no pod is added or deleted.
+func (n *Node) netlab(pluginDir string) netlab.NodeOptions {
+	return netlab.NodeOptions{Dir: n.Dir, NetNSPrefix: n.NetNSPrefix, PluginDir: pluginDir, Agent: true, IPForwarding: true}
+}
+
+// HostNetNS is the name of the node's host network namespace.
+func (n *Node) HostNetNS() string { return n.NetNSPrefix + netlab.HostNetNSSuffix }
+
 func (n *Node) statePath() string { return filepath.Join(n.Dir, "node.json") }
-func (n *Node) cacheDir() string  { return filepath.Join(n.Dir, "cni-cache") }
 func (n *Node) podsDir() string   { return filepath.Join(n.Dir, "pods") }
 
 // ConflistPath is sluice-cni's conflist.
-func (n *Node) ConflistPath() string { return filepath.Join(n.Dir, cni.ConflistFileName) }
+func (n *Node) ConflistPath() string { return n.netlab("").ConflistPath() }
 
-// AllocationFile is the conflist's allocationFile (the agent writes it).
-func (n *Node) AllocationFile() string { return filepath.Join(n.Dir, "allocation.json") }
-
-// CNIStateDir is the conflist's stateDir.
-func (n *Node) CNIStateDir() string { return filepath.Join(n.Dir, "ipam") }
-
-// AgentSocket is the conflist's agentSocket.
-func (n *Node) AgentSocket() string { return filepath.Join(n.Dir, "agent.sock") }
-
-// AgentStateFile is the agent's --state-file.
-func (n *Node) AgentStateFile() string { return filepath.Join(n.Dir, "agent-state.json") }
+// AgentArgsFile holds AgentArgs, one a line, for scripts (hack/demo.sh).
+func (n *Node) AgentArgsFile() string { return filepath.Join(n.Dir, "agent.args") }
 
 // LogDir holds the forwarder's and the echo servers' logs.
 func (n *Node) LogDir() string { return filepath.Join(n.Dir, "logs") }
@@ -122,18 +110,16 @@ func (n *Node) podPath(namespace, name string) string {
 
 // AgentArgs are the flags that point cmd/agent at this node's files.
 func (n *Node) AgentArgs(st *NodeState) []string {
+	files := n.netlab("")
 	return []string{
 		"--kubeconfig", st.Kubeconfig, "--node-name", st.NodeName, "--config=", "--no-pin",
-		"--socket", n.AgentSocket(), "--state-file", n.AgentStateFile(),
-		"--allocation-file", n.AllocationFile(), "--cni-state-dir", n.CNIStateDir(),
+		"--socket", files.AgentSocket(), "--state-file", files.AgentStateFile(),
+		"--allocation-file", files.AllocationFile(), "--cni-state-dir", files.StateDir(),
 	}
 }
 
-// NetNSPath is the bind mount of a named network namespace.
-func NetNSPath(name string) string { return filepath.Join(netnsDir, name) }
-
 // PodNetNS is the name of a pod's network namespace.
-func PodNetNS(namespace, name string) string { return NetNSPrefix + namespace + "-" + name }
+func (n *Node) PodNetNS(namespace, name string) string { return n.NetNSPrefix + namespace + "-" + name }
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
@@ -148,11 +134,12 @@ func ValidatePodName(namespace, name string) error {
 	return nil
 }
 
-// Up creates the host netns (forwarding on), the node directory and the
-// conflist. It fails when the node is already up.
+// Up creates the node (netlab: host netns with forwarding on, directory,
+// conflist with the agent's socket), records its state and writes
+// AgentArgsFile. It fails when the node is already up.
 func (n *Node) Up(nodeName, kubeconfig string) (*NodeState, error) {
-	if _, err := os.Stat(NetNSPath(HostNetNS)); err == nil {
-		return nil, fmt.Errorf("netns %s exists: the node is up already (run 'sluicectl lab node down' first)", HostNetNS)
+	if netlab.NetNSExists(n.HostNetNS()) {
+		return nil, fmt.Errorf("netns %s exists: the node is up already (run 'sluicectl lab node down' first)", n.HostNetNS())
 	}
 	kc, err := filepath.Abs(kubeconfig)
 	if err != nil {
@@ -162,35 +149,24 @@ func (n *Node) Up(nodeName, kubeconfig string) (*NodeState, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{n.Dir, n.podsDir(), n.LogDir(), n.CNIStateDir()} {
+	node, err := netlab.CreateNode(n.netlab(""))
+	if err != nil {
+		return nil, err
+	}
+	if err := node.Close(); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{n.podsDir(), n.LogDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	if err := AddNetNS(HostNetNS); err != nil {
-		return nil, err
-	}
-	if err := InNetNS(HostNetNS, func() error {
-		for _, f := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
-			if err := os.WriteFile(f, []byte("1"), 0o644); err != nil {
-				return fmt.Errorf("enable forwarding in netns %s: %w", HostNetNS, err)
-			}
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	conflist, err := cni.RenderConflist(cni.ConflistOptions{
-		AllocationFile: n.AllocationFile(), StateDir: n.CNIStateDir(), AgentSocket: n.AgentSocket(),
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(n.ConflistPath(), conflist, 0o644); err != nil {
-		return nil, err
-	}
 	st := &NodeState{NodeName: nodeName, Kubeconfig: kc, APIAddr: apiAddr}
-	return st, n.SaveState(st)
+	if err := n.SaveState(st); err != nil {
+		return nil, err
+	}
+	args := strings.Join(n.AgentArgs(st), "\n") + "\n"
+	return st, fsutil.WriteFileAtomic(n.AgentArgsFile(), []byte(args), 0o644)
 }
 
 // apiServerAddr is host:port of the kubeconfig's current server.
@@ -233,26 +209,22 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return fsutil.WriteFileAtomic(path, append(data, '\n'), 0o644)
 }
 
-// Forward listens on the API server's address inside HostNetNS and relays
-// every connection to the same address in this process's own netns, until
-// ctx ends. ready is called once it listens.
-func Forward(ctx context.Context, addr string, log io.Writer, ready func()) error {
+// Forward listens on the API server's address inside the node's host
+// namespace and relays every connection to the same address in this
+// process's own netns, until ctx ends. ready is called once it listens.
+func (n *Node) Forward(ctx context.Context, addr string, log io.Writer, ready func()) error {
 	var ln net.Listener
-	if err := InNetNS(HostNetNS, func() error {
+	if err := netlab.InNetNS(n.HostNetNS(), func() error {
 		var err error
 		ln, err = net.Listen("tcp", addr)
 		return err
 	}); err != nil {
-		return fmt.Errorf("listen on %s in netns %s: %w", addr, HostNetNS, err)
+		return fmt.Errorf("listen on %s in netns %s: %w", addr, n.HostNetNS(), err)
 	}
-	fmt.Fprintf(log, "forwarding %s in netns %s to %s\n", addr, HostNetNS, addr)
+	fmt.Fprintf(log, "forwarding %s in netns %s to %s\n", addr, n.HostNetNS(), addr)
 	if ready != nil {
 		ready()
 	}
@@ -289,7 +261,7 @@ func Forward(ctx context.Context, addr string, log io.Writer, ready func()) erro
 func WaitListening(netnsName, addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		err := InNetNS(netnsName, func() error {
+		err := netlab.InNetNS(netnsName, func() error {
 			c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 			if err == nil {
 				_ = c.Close()
@@ -306,125 +278,47 @@ func WaitListening(netnsName, addr string, timeout time.Duration) error {
 	}
 }
 
-// AddNetNS creates a named network namespace with loopback up.
-func AddNetNS(name string) error {
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip netns add %s: %v: %s", name, err, strings.TrimSpace(string(out)))
-	}
-	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		_ = DelNetNS(name)
-		return fmt.Errorf("ip -n %s link set lo up: %v: %s", name, err, strings.TrimSpace(string(out)))
-	}
-	return nil
+// NewPodRecord is the record of a pod of the node, not wired yet.
+func (n *Node) NewPodRecord(namespace, name string) *PodRecord {
+	return &PodRecord{Pod: netlab.Pod{
+		Namespace: namespace, Name: name, NetNSName: n.PodNetNS(namespace, name),
+		ContainerID: n.PodNetNS(namespace, name),
+	}}
 }
 
-// DelNetNS removes a named network namespace (and with it its veths); a
-// missing one is fine.
-func DelNetNS(name string) error {
-	if _, err := os.Stat(NetNSPath(name)); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip netns del %s: %v: %s", name, err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-// InNetNS runs fn on a thread locked in the named netns; processes it
-// starts start there too.
-func InNetNS(name string, fn func() error) error {
-	netns, err := ns.GetNS(NetNSPath(name))
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", name, err)
-	}
-	defer func() { _ = netns.Close() }()
-	return netns.Do(func(ns.NetNS) error { return fn() })
-}
-
-// cni is the plugin as the runtime calls it.
-func (n *Node) cni(pluginDir string) (*libcni.CNIConfig, *libcni.NetworkConfigList, error) {
-	list, err := libcni.ConfListFromFile(n.ConflistPath())
-	if err != nil {
-		return nil, nil, err
-	}
-	return libcni.NewCNIConfigWithCacheDir([]string{pluginDir}, n.cacheDir(), nil), list, nil
-}
-
-func runtimeConf(p *PodRecord) *libcni.RuntimeConf {
-	return &libcni.RuntimeConf{
-		ContainerID: p.ContainerID, NetNS: NetNSPath(p.NetNS), IfName: "eth0",
-		Args: [][2]string{{"K8S_POD_NAMESPACE", p.Namespace}, {"K8S_POD_NAME", p.Name}},
-	}
-}
-
-// NewPodRecord is the record of a pod not wired yet.
-func NewPodRecord(namespace, name string) *PodRecord {
-	return &PodRecord{
-		Namespace: namespace, Name: name, NetNS: PodNetNS(namespace, name),
-		ContainerID: "sluice-demo-" + namespace + "-" + name,
-	}
-}
-
-// AddPod creates the pod's netns and runs CNI ADD for it from HostNetNS
-// with the plugin in pluginDir. On failure the netns is removed again.
-func (n *Node) AddPod(ctx context.Context, pluginDir string, p *PodRecord) error {
+// wirePod adds the pod through netlab (its netns and CNI ADD, from
+// the host namespace with the plugin in pluginDir) and records it.
+func (n *Node) wirePod(ctx context.Context, pluginDir string, p *PodRecord) error {
 	if _, err := os.Stat(n.podPath(p.Namespace, p.Name)); err == nil {
 		return fmt.Errorf("pod %s exists on the demo node", p.Key())
 	}
-	if err := AddNetNS(p.NetNS); err != nil {
-		return err
-	}
-	if err := n.SavePod(p); err != nil {
-		_ = DelNetNS(p.NetNS)
-		return err
-	}
-	cniConf, list, err := n.cni(pluginDir)
-	if err == nil {
-		err = InNetNS(HostNetNS, func() error {
-			r, err := cniConf.AddNetworkList(ctx, list, runtimeConf(p))
-			if err != nil {
-				return fmt.Errorf("CNI ADD: %w", err)
-			}
-			res, err := current.NewResultFromResult(r)
-			if err != nil {
-				return err
-			}
-			if len(res.IPs) == 0 {
-				return errors.New("CNI ADD returned no address")
-			}
-			p.IP = res.IPs[0].Address.IP.String()
-			for _, i := range res.Interfaces {
-				if i.Sandbox == "" {
-					p.HostIf = i.Name
-				}
-			}
-			return nil
-		})
-	}
+	node, err := netlab.OpenNode(n.netlab(pluginDir))
 	if err != nil {
-		_ = DelNetNS(p.NetNS)
-		_ = os.Remove(n.podPath(p.Namespace, p.Name))
 		return err
 	}
+	defer func() { _ = node.Close() }()
+	pod, err := node.AddPod(ctx, netlab.PodSpec{
+		Namespace: p.Namespace, Name: p.Name, ContainerID: p.ContainerID, NetNSName: p.NetNSName,
+	})
+	if err != nil {
+		return err
+	}
+	_ = pod.Close()
+	p.Pod = *pod
 	return n.SavePod(p)
 }
 
-// DelPod stops the pod's echo server, runs CNI DEL (errors are returned
-// but the netns is removed anyway) and forgets the pod.
-func (n *Node) DelPod(ctx context.Context, pluginDir string, p *PodRecord) error {
+// unwirePod stops the pod's echo server, runs CNI DEL (errors are
+// returned but the netns is removed anyway) and forgets the pod.
+func (n *Node) unwirePod(ctx context.Context, pluginDir string, p *PodRecord) error {
 	stopPID(p.ServePID)
 	var errs []error
-	if cniConf, list, err := n.cni(pluginDir); err != nil {
-		errs = append(errs, err)
-	} else if _, err := os.Stat(NetNSPath(HostNetNS)); err == nil {
+	if node, err := netlab.OpenNode(n.netlab(pluginDir)); err != nil {
+		errs = append(errs, err, netlab.DelNetNS(p.NetNSName))
+	} else {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if err := InNetNS(HostNetNS, func() error { return cniConf.DelNetworkList(ctx, list, runtimeConf(p)) }); err != nil {
-			errs = append(errs, fmt.Errorf("CNI DEL %s: %w", p.Key(), err))
-		}
-	}
-	if err := DelNetNS(p.NetNS); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, node.DelPod(ctx, &p.Pod), node.Close())
 	}
 	if err := os.Remove(n.podPath(p.Namespace, p.Name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, err)
@@ -480,23 +374,19 @@ func (n *Node) Down(ctx context.Context, pluginDir string, log io.Writer) error 
 		errs = append(errs, err)
 	}
 	for _, p := range pods {
-		fmt.Fprintf(log, "removing pod %s (netns %s)\n", p.Key(), p.NetNS)
-		if err := n.DelPod(ctx, pluginDir, p); err != nil {
+		fmt.Fprintf(log, "removing pod %s (netns %s)\n", p.Key(), p.NetNSName)
+		if err := n.unwirePod(ctx, pluginDir, p); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if st, err := n.State(); err == nil && st.ForwarderPID != 0 {
 		stopPID(st.ForwarderPID)
 	}
-	left, _ := filepath.Glob(filepath.Join(netnsDir, NetNSPrefix+"*"))
-	for _, path := range left {
-		name := filepath.Base(path)
+	left, _ := netlab.NetNSWithPrefix(n.NetNSPrefix)
+	for _, name := range left {
 		fmt.Fprintf(log, "removing netns %s\n", name)
-		if err := DelNetNS(name); err != nil {
-			errs = append(errs, err)
-		}
 	}
-	if err := os.RemoveAll(n.Dir); err != nil {
+	if err := netlab.RemoveNode(n.netlab(pluginDir)); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -506,7 +396,7 @@ func (n *Node) Down(ctx context.Context, pluginDir string, log io.Writer) error 
 // (a background process that outlives the caller).
 func StartInNetNS(netnsName string, cmd *exec.Cmd) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	return InNetNS(netnsName, cmd.Start)
+	return netlab.InNetNS(netnsName, cmd.Start)
 }
 
 // stopPID sends SIGTERM to pid and waits up to 5 s for it to go, then

@@ -4,8 +4,8 @@ import (
 	"testing"
 
 	"github.com/sluice-dev/sluice/internal/datapath"
+	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
 	"github.com/sluice-dev/sluice/internal/policy"
-	"github.com/sluice-dev/sluice/test/nodelab"
 )
 
 // TestDatapathMatchesEvaluator runs random clusters' probes through the
@@ -13,7 +13,7 @@ import (
 // the same compiled entries: the two engines of `sluicectl policy
 // verdicts` must agree on every probe.
 func TestDatapathMatchesEvaluator(t *testing.T) {
-	nodelab.RequirePrivileged(t)
+	netlabtest.RequirePrivileged(t)
 	dp, err := datapath.New(datapath.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,13 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
-	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,8 +31,9 @@ import (
 	"github.com/sluice-dev/sluice/internal/agent"
 	"github.com/sluice-dev/sluice/internal/cni"
 	"github.com/sluice-dev/sluice/internal/datapath"
+	"github.com/sluice-dev/sluice/internal/netlab"
+	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
 	"github.com/sluice-dev/sluice/internal/testenv"
-	"github.com/sluice-dev/sluice/test/nodelab"
 )
 
 const nodeName = "agent-node"
@@ -47,27 +43,23 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// world is the test's cluster and node.
+// world is the test's cluster and node: a harness node whose conflist
+// points at the agent's socket.
 type world struct {
 	t      *testing.T
 	c      client.Client
 	cfg    *rest.Config
-	lab    *nodelab.Node
-	cni    *libcni.CNIConfig
-	list   *libcni.NetworkConfigList
-	dir    string
+	node   *netlabtest.Node
 	pinDir string
-	socket string
 	reg    *prometheus.Registry
 	pods   map[string]*testPod // by name
 }
 
-// testPod is a pod object, its netns and its servers.
+// testPod is a pod object and, once CNI ADD wired it, its harness pod
+// (netns, address, host veth) serving every service.
 type testPod struct {
-	ns, name string
-	netns    ns.NetNS
-	ip       netip.Addr
-	hostIf   string
+	*netlab.Pod // nil until addPod
+	ns, name    string
 	// labels and ports are the pod spec's labels and container ports (the
 	// named ports policies resolve against).
 	labels map[string]string
@@ -76,47 +68,34 @@ type testPod struct {
 
 func (p *testPod) String() string { return p.ns + "/" + p.name }
 
+// spec is the pod as the runtime hands it to the plugin: CNI_ARGS with
+// its namespace and name, container ID ctr-<name>.
+func (p *testPod) spec() netlab.PodSpec {
+	return netlab.PodSpec{Namespace: p.ns, Name: p.name, ContainerID: "ctr-" + p.name}
+}
+
 // ports are the TCP ports TestAgent probes; every pod serves more (see
 // services).
 var ports = []int{8080, 9090}
 
-// privateBPFFS mounts a bpffs of the test's own, so nothing is pinned on
-// the host.
-func privateBPFFS(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
-		t.Fatalf("mount bpffs: %v", err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
-	return filepath.Join(dir, "sluice")
-}
-
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	nodelab.RequirePrivileged(t)
+	netlabtest.RequirePrivileged(t)
 	cfg, scheme := testenv.StartFor(t)
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, c: c, cfg: cfg, lab: nodelab.NewNode(t), dir: t.TempDir(), pinDir: privateBPFFS(t), pods: map[string]*testPod{}}
-	// nodelab turns forwarding on; the agent must do it on a real node.
-	w.setForwarding("0")
-	w.socket = filepath.Join(w.dir, "run", "agent.sock")
-	if err := cni.WriteAllocation(w.lab.AllocationFile, cni.Allocation{
+	// Forwarding stays off in the node: the agent must turn it on, as on a
+	// real node.
+	w := &world{
+		t: t, c: c, cfg: cfg, node: netlabtest.NewNodeWith(t, netlab.NodeOptions{Agent: true}),
+		pinDir: netlabtest.PrivateBPFFS(t), pods: map[string]*testPod{},
+	}
+	if err := cni.WriteAllocation(w.node.AllocationFile(), cni.Allocation{
 		Node: nodeName, Pool: "default", Mode: cni.ModeOverlay,
 		CIDRs: []string{"10.250.9.0/24"}, ExcludeIPs: []string{"10.250.9.0", "10.250.9.255"}, MaxPods: 20,
 	}); err != nil {
-		t.Fatal(err)
-	}
-	w.cni = libcni.NewCNIConfigWithCacheDir([]string{nodelab.PluginDir(t)}, filepath.Join(w.dir, "cache"), nil)
-	conf, err := cni.RenderConflist(cni.ConflistOptions{AllocationFile: w.lab.AllocationFile, StateDir: w.lab.StateDir, AgentSocket: w.socket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.list, err = libcni.ConfListFromBytes(conf)
-	if err != nil {
 		t.Fatal(err)
 	}
 
@@ -140,22 +119,10 @@ func newWorld(t *testing.T) *world {
 // forwardingSysctls turn IP forwarding on.
 var forwardingSysctls = []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"}
 
-// setForwarding writes v to the node's forwarding sysctls.
-func (w *world) setForwarding(v string) {
-	w.lab.In(func() error {
-		for _, f := range forwardingSysctls {
-			if err := os.WriteFile(f, []byte(v), 0o644); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
 // forwarding reads the node's forwarding sysctls (IPv4, IPv6).
 func (w *world) forwarding() []string {
 	var vals []string
-	w.lab.In(func() error {
+	w.node.In(func() error {
 		for _, f := range forwardingSysctls {
 			b, err := os.ReadFile(f)
 			if err != nil {
@@ -182,10 +149,10 @@ func (w *world) startAgent() *runningAgent {
 		NodeName:   nodeName,
 		RESTConfig: w.cfg,
 		Datapath:   datapath.Options{PinDir: w.pinDir},
-		Endpoints:  agent.EndpointOptions{SocketPath: w.socket, StateFile: filepath.Join(w.dir, "run", "agent-state.json")},
+		Endpoints:  agent.EndpointOptions{SocketPath: w.node.AgentSocket(), StateFile: w.node.AgentStateFile()},
 		Serving:    agent.ServingOptions{HealthAddr: "127.0.0.1:0", MetricsAddr: "0", Registry: w.reg},
-		IPAM:       agent.IPAMOptions{AllocationFile: w.lab.AllocationFile, CNIStateDir: w.lab.StateDir},
-		Node:       agent.NodeOptions{NetNS: w.lab.Host, ProcSysNet: agent.DefaultProcSysNet},
+		IPAM:       agent.IPAMOptions{AllocationFile: w.node.AllocationFile(), CNIStateDir: w.node.StateDir()},
+		Node:       agent.NodeOptions{NetNS: w.node.Host(), ProcSysNet: agent.DefaultProcSysNet},
 		Logger:     ctrl.Log.WithName("agent"),
 	})
 	if err != nil {
@@ -235,28 +202,20 @@ func (r *runningAgent) stop(t *testing.T) {
 	r.done <- nil // stop is idempotent
 }
 
-func runtimeConf(p *testPod) *libcni.RuntimeConf {
-	return &libcni.RuntimeConf{
-		ContainerID: "ctr-" + p.name, NetNS: p.netns.Path(), IfName: "eth0",
-		Args: [][2]string{{"K8S_POD_NAMESPACE", p.ns}, {"K8S_POD_NAME", p.name}},
-	}
-}
-
-func (w *world) cniAdd(p *testPod) (*current.Result, error) {
-	var res *current.Result
-	err := w.lab.Host.Do(func(ns.NetNS) error {
-		r, err := w.cni.AddNetworkList(context.Background(), w.list, runtimeConf(p))
-		if err != nil {
-			return err
-		}
-		res, err = current.NewResultFromResult(r)
+// cniAdd does what the runtime does for a new sandbox: a netns and CNI
+// ADD (through the harness), which the agent may refuse.
+func (w *world) cniAdd(p *testPod) error {
+	pod, err := w.node.AddPod(context.Background(), p.spec())
+	if err != nil {
 		return err
-	})
-	return res, err
+	}
+	p.Pod = pod
+	w.t.Cleanup(func() { _ = pod.Close() })
+	return nil
 }
 
 // createPod creates the pod object (scheduled here, with the container
-// ports given) and its netns.
+// ports given).
 func (w *world) createPod(namespace, name string, labels map[string]string, containerPorts ...corev1.ContainerPort) *testPod {
 	w.t.Helper()
 	if err := w.c.Create(context.Background(), &corev1.Pod{
@@ -268,7 +227,7 @@ func (w *world) createPod(namespace, name string, labels map[string]string, cont
 	}); err != nil {
 		w.t.Fatal(err)
 	}
-	p := &testPod{ns: namespace, name: name, netns: nodelab.NewNetNS(w.t), labels: labels, ports: containerPorts}
+	p := &testPod{ns: namespace, name: name, labels: labels, ports: containerPorts}
 	w.pods[name] = p
 	return p
 }
@@ -276,67 +235,26 @@ func (w *world) createPod(namespace, name string, labels map[string]string, cont
 // addPod runs CNI ADD and starts the pod's echo servers (every service).
 func (w *world) addPod(p *testPod) {
 	w.t.Helper()
-	res, err := w.cniAdd(p)
-	if err != nil {
-		w.t.Fatalf("CNI ADD %s: %v", p, err)
-	}
-	p.ip, _ = netip.AddrFromSlice(res.IPs[0].Address.IP.To4())
-	for _, i := range res.Interfaces {
-		if i.Sandbox == "" {
-			p.hostIf = i.Name
-		}
+	if err := w.cniAdd(p); err != nil {
+		w.t.Fatal(err)
 	}
 	w.startServers(p)
 }
 
 // dial connects from src to dst:port and echoes once.
 func dial(src, dst *testPod, port int, timeout time.Duration) (net.Conn, error) {
-	var conn net.Conn
-	err := src.netns.Do(func(ns.NetNS) error {
-		var err error
-		conn, err = net.DialTimeout("tcp", net.JoinHostPort(dst.ip.String(), fmt.Sprint(port)), timeout)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := echo(conn, timeout); err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	return conn, nil
+	return netlab.DialEcho(src.Pod, netip.AddrPortFrom(dst.IP, uint16(port)), timeout)
 }
 
-func echo(conn net.Conn, timeout time.Duration) error {
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	msg := []byte("sluice")
-	if _, err := conn.Write(msg); err != nil {
-		return err
-	}
-	buf := make([]byte, len(msg))
-	if _, err := io.ReadFull(conn, buf); err != nil {
-		return err
-	}
-	return nil
-}
+func echo(conn net.Conn, timeout time.Duration) error { return netlab.EchoOn(conn, timeout) }
 
 // quickReachable is reachable with a 30 ms budget.
 func quickReachable(src, dst *testPod, port int) bool {
-	conn, err := dial(src, dst, port, 30*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	_ = conn.Close()
-	return true
+	return netlab.Probe(src.Pod, dst.IP, netlab.TCP(port), 30*time.Millisecond).Verdict == netlab.Reached
 }
 
 func reachable(src, dst *testPod, port int) bool {
-	conn, err := dial(src, dst, port, 400*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	_ = conn.Close()
-	return true
+	return netlab.Probe(src.Pod, dst.IP, netlab.TCP(port), 400*time.Millisecond).Verdict == netlab.Reached
 }
 
 // probe is one cell of a reachability matrix.
@@ -347,57 +265,33 @@ type probe struct {
 
 func (p probe) String() string { return fmt.Sprintf("%s -> %s:%d", p.src, p.dst, p.port) }
 
-// matrix probes every pair of pods (not a pod to itself) on every port,
-// in parallel.
-func (w *world) matrix(names []string) map[probe]bool {
-	out := map[probe]bool{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, s := range names {
-		for _, d := range names {
-			if s == d {
-				continue
-			}
-			for _, port := range ports {
-				wg.Go(func() {
-					ok := reachable(w.pods[s], w.pods[d], port)
-					mu.Lock()
-					out[probe{s, d, port}] = ok
-					mu.Unlock()
-				})
-			}
-		}
-	}
-	wg.Wait()
-	return out
-}
-
 // expectation says which probes pass; everything else must.
 type expectation func(p probe) bool
 
-func diff(got map[probe]bool, want expectation) []string {
-	var bad []string
-	for p, ok := range got {
-		if ok != want(p) {
-			bad = append(bad, fmt.Sprintf("%s: reachable=%v, want %v", p, ok, want(p)))
-		}
-	}
-	slices.Sort(bad)
-	return bad
-}
-
-// waitMatrix probes until the matrix is as expected.
+// waitMatrix probes every pair of pods (not a pod to itself) on every
+// port until the matrix is as expected.
 func (w *world) waitMatrix(what string, names []string, want expectation) {
 	w.t.Helper()
-	start := time.Now()
-	for {
-		bad := diff(w.matrix(names), want)
-		if len(bad) == 0 {
-			return
+	pods := make([]*netlab.Pod, len(names))
+	for i, name := range names {
+		pods[i] = w.pods[name].Pod
+	}
+	tcp := make([]netlab.Port, len(ports))
+	for i, port := range ports {
+		tcp[i] = netlab.TCP(port)
+	}
+	m, err := netlab.WaitMatrix(context.Background(), netlab.Cells(pods, tcp, false), func(c netlab.Cell) bool {
+		return want(probe{c.From.Name, c.To.Name, c.Port.Number})
+	}, netlab.WaitOptions{ProbeTimeout: 400 * time.Millisecond, Within: 10 * time.Second})
+	if err != nil {
+		var bad []string
+		for _, i := range m.Wrong {
+			c := m.Cells[i]
+			p := probe{c.From.Name, c.To.Name, c.Port.Number}
+			bad = append(bad, fmt.Sprintf("%s: %s, want reachable=%v", p, m.Results[i].Verdict, want(p)))
 		}
-		if time.Since(start) > 10*time.Second {
-			w.t.Fatalf("%s: reachability differs:\n  %s", what, strings.Join(bad, "\n  "))
-		}
+		slices.Sort(bad)
+		w.t.Fatalf("%s: reachability differs (%v):\n  %s", what, err, strings.Join(bad, "\n  "))
 	}
 }
 
@@ -452,9 +346,9 @@ func (w *world) gather(name string) map[string]float64 {
 func (w *world) programsOn(ifName string) int {
 	w.t.Helper()
 	n := 0
-	w.lab.In(func() error {
+	w.node.In(func() error {
 		var err error
-		n, err = nodelab.TCXPrograms(ifName)
+		n, err = netlab.TCXPrograms(ifName)
 		return err
 	})
 	return n
@@ -481,9 +375,9 @@ func TestAgent(t *testing.T) {
 	} {
 		start := time.Now()
 		w.addPod(p)
-		t.Logf("ADD %s: %s in %v", p, p.ip, time.Since(start).Round(time.Millisecond))
-		if n := w.programsOn(p.hostIf); n != 2 {
-			t.Fatalf("%s: %d programs on %s, want 2", p, n, p.hostIf)
+		t.Logf("ADD %s: %s in %v", p, p.IP, time.Since(start).Round(time.Millisecond))
+		if n := w.programsOn(p.HostIfName); n != 2 {
+			t.Fatalf("%s: %d programs on %s, want 2", p, n, p.HostIfName)
 		}
 	}
 	all := []string{"client-a", "server-a", "client-b", "server-b"}
@@ -502,15 +396,11 @@ func TestAgent(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	elsewhere := &testPod{ns: "beta", name: "elsewhere", netns: nodelab.NewNetNS(t)}
-	_, err := w.cniAdd(elsewhere)
+	elsewhere := &testPod{ns: "beta", name: "elsewhere"}
+	err := w.cniAdd(elsewhere)
 	wantRefusal(t, w, err, types.ErrTryAgainLater, "scheduled on node other-node")
-	noArgs := runtimeConf(elsewhere)
-	noArgs.Args = nil
-	err = w.lab.Host.Do(func(ns.NetNS) error {
-		_, err := w.cni.AddNetworkList(ctx, w.list, noArgs)
-		return err
-	})
+	// The same sandbox without CNI_ARGS.
+	_, err = w.node.AddPod(ctx, netlab.PodSpec{ContainerID: elsewhere.spec().ContainerID})
 	wantRefusal(t, w, err, types.ErrInvalidEnvironmentVariables, "K8S_POD_NAMESPACE")
 
 	var latencies []time.Duration
@@ -582,7 +472,7 @@ func TestAgent(t *testing.T) {
 		Spec: networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: server},
 			Ingress: []networkingv1.NetworkPolicyIngressRule{{
-				From:  []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: w.pods["client-b"].ip.String() + "/32"}}},
+				From:  []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: w.pods["client-b"].IP.String() + "/32"}}},
 				Ports: tcpPort(9090),
 			}},
 		},
@@ -647,10 +537,10 @@ func TestAgent(t *testing.T) {
 	}
 	agent1.stop(t)
 	phase.Store(1)
-	if _, err := os.Stat(w.socket); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(w.node.AgentSocket()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket after the agent stopped: %v", err)
 	}
-	if n := w.programsOn(w.pods["server-a"].hostIf); n != 2 {
+	if n := w.programsOn(w.pods["server-a"].HostIfName); n != 2 {
 		t.Errorf("%d programs on server-a's veth while no agent runs, want the 2 pinned", n)
 	}
 	w.waitMatrix("agent down", all, final)
@@ -658,12 +548,12 @@ func TestAgent(t *testing.T) {
 	// Fail closed: an ADD while the agent is down fails and keeps no
 	// address.
 	late := w.createPod("alpha", "late", client)
-	_, err = w.cniAdd(late)
+	err = w.cniAdd(late)
 	var cniErr *types.Error
-	if !errors.As(err, &cniErr) || cniErr.Code != types.ErrTryAgainLater || !strings.Contains(cniErr.Msg, "node agent not reachable at "+w.socket) {
+	if !errors.As(err, &cniErr) || cniErr.Code != types.ErrTryAgainLater || !strings.Contains(cniErr.Msg, "node agent not reachable at "+w.node.AgentSocket()) {
 		t.Fatalf("ADD with the agent down: %v", err)
 	}
-	rs, err := cni.Reservations(w.lab.StateDir)
+	rs, err := cni.Reservations(w.node.StateDir())
 	if err != nil || len(rs) != 4 {
 		t.Fatalf("reservations after the failed ADD: %v, %v", rs, err)
 	}
@@ -695,7 +585,7 @@ func TestAgent(t *testing.T) {
 		t.Errorf("server-a's allowed ingress packets went from %v to %v across the restart", before, after)
 	}
 	for _, name := range all {
-		if n := w.programsOn(w.pods[name].hostIf); n != 2 {
+		if n := w.programsOn(w.pods[name].HostIfName); n != 2 {
 			t.Errorf("%s: %d programs after the restart, want 2 (adopted, not doubled)", name, n)
 		}
 	}
@@ -713,9 +603,7 @@ func TestAgent(t *testing.T) {
 		}
 		return final(p)
 	})
-	if err := w.lab.Host.Do(func(ns.NetNS) error {
-		return w.cni.CheckNetworkList(ctx, w.list, runtimeConf(late))
-	}); err != nil {
+	if err := w.node.CheckPod(ctx, late.Pod); err != nil {
 		t.Errorf("CHECK: %v", err)
 	}
 	if err := w.c.Delete(ctx, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "alpha", Name: "deny-all"}}); err != nil {
@@ -734,10 +622,10 @@ func TestAgent(t *testing.T) {
 	})
 
 	// DEL: the agent forgets the endpoint and the pin goes.
-	if err := w.lab.Host.Do(func(ns.NetNS) error { return w.cni.DelNetworkList(ctx, w.list, runtimeConf(late)) }); err != nil {
+	if err := w.node.DelPod(ctx, late.Pod); err != nil {
 		t.Fatalf("DEL: %v", err)
 	}
-	if _, err := cni.NewAgentClient(w.socket).GetEndpoint(ctx, "ctr-late"); !cni.IsAgentNotFound(err) {
+	if _, err := cni.NewAgentClient(w.node.AgentSocket()).GetEndpoint(ctx, "ctr-late"); !cni.IsAgentNotFound(err) {
 		t.Errorf("the agent still knows the deleted endpoint: %v", err)
 	}
 	pins, _ := os.ReadDir(filepath.Join(w.pinDir, "links"))
@@ -753,7 +641,7 @@ func wantRefusal(t *testing.T, w *world, err error, code uint, msg string) {
 	if !errors.As(err, &cniErr) || cniErr.Code != code || !strings.Contains(cniErr.Msg, msg) {
 		t.Fatalf("ADD: %v; want code %d with %q", err, code, msg)
 	}
-	rs, err := cni.Reservations(w.lab.StateDir)
+	rs, err := cni.Reservations(w.node.StateDir())
 	if err != nil || len(rs) != 4 {
 		t.Fatalf("reservations after the failed ADD: %v, %v", rs, err)
 	}
@@ -764,7 +652,7 @@ func wantRefusal(t *testing.T, w *world, err error, code uint, msg string) {
 
 func (w *world) hostLinkExists(name string) bool {
 	exists := false
-	w.lab.In(func() error {
+	w.node.In(func() error {
 		_, err := netlink.LinkByName(name)
 		exists = err == nil
 		return nil

@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/sluice-dev/sluice/internal/netlab"
 	"github.com/sluice-dev/sluice/internal/policy"
 )
 
@@ -43,35 +43,9 @@ func cells(names []string, svcs []service) []cell {
 	return out
 }
 
-// probeWorkers bounds the probes in flight: enough that a matrix full of
-// drops (each a probeTimeout) takes a few timeouts, not one per cell.
-const probeWorkers = 64
-
-// observation is what one probe of a cell saw.
-type observation struct {
-	v   verdict
-	err error
-}
-
-// probeCells probes every cell once, in parallel; out[i] is cells[i]'s.
-func (w *world) probeCells(cs []cell) []observation {
-	out := make([]observation, len(cs))
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for range min(probeWorkers, len(cs)) {
-		wg.Go(func() {
-			for i := range jobs {
-				v, err := probeOnce(w.pods[cs[i].src], w.pods[cs[i].dst], cs[i].svc)
-				out[i] = observation{v, err}
-			}
-		})
-	}
-	for i := range cs {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	return out
+// harnessCell is c as the harness probes it.
+func (w *world) harnessCell(c cell) netlab.Cell {
+	return netlab.Cell{From: w.pods[c.src].Pod, To: w.pods[c.dst].Pod, Port: c.svc}
 }
 
 // namespaceLabels are the namespaces newWorld creates, with their labels.
@@ -98,7 +72,7 @@ func (w *world) cluster(names []string, policies []*networkingv1.NetworkPolicy) 
 			ports = append(ports, policy.NamedPort{Name: cp.Name, Port: cp.ContainerPort, Protocol: cp.Protocol})
 		}
 		c.Pods = append(c.Pods, policy.Pod{
-			Namespace: p.ns, Name: p.name, Labels: p.labels, IP: p.ip, Node: nodeName, Ports: ports,
+			Namespace: p.ns, Name: p.name, Labels: p.labels, IP: p.IP, Node: nodeName, Ports: ports,
 		})
 	}
 	for _, np := range policies {
@@ -117,32 +91,32 @@ func (w *world) expect(cs []cell, c *policy.Cluster) []bool {
 	}
 	out := make([]bool, len(cs))
 	for i, x := range cs {
-		src, dst := w.pods[x.src].ip, w.pods[x.dst].ip
-		out[i] = snap.Allowed(src, dst, x.svc.protoNumber(), uint16(x.svc.port))
-		if ref := policy.ReferenceAllowed(c, src, dst, x.svc.protoNumber(), uint16(x.svc.port)); ref != out[i] {
+		src, dst := w.pods[x.src].IP, w.pods[x.dst].IP
+		out[i] = snap.Allowed(src, dst, protoNumber(x.svc), uint16(x.svc.Number))
+		if ref := policy.ReferenceAllowed(c, src, dst, protoNumber(x.svc), uint16(x.svc.Number)); ref != out[i] {
 			w.t.Errorf("%s: the compiler says allowed=%v, the reference reading %v", x, out[i], ref)
 		}
 	}
 	return out
 }
 
-// mismatchTable lays out the cells whose observation differs from the
-// expectation, one row each; "" when they all agree.
-func mismatchTable(cs []cell, want []bool, got []observation) (string, int) {
+// mismatchTable lays out the cells whose probe disagrees with the
+// expectation (netlab.Agrees), one row each; "" when they all agree.
+func mismatchTable(cs []cell, want []bool, got []netlab.Result) (string, int) {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "  FROM\tTO\tSERVICE\tMODEL\tPACKETS\tDETAIL")
 	n := 0
 	for i, x := range cs {
-		if (got[i].v == passed) == want[i] && got[i].v != broken {
+		if netlab.Agrees(want[i], got[i]) {
 			continue
 		}
 		n++
 		detail := ""
-		if got[i].err != nil {
-			detail = got[i].err.Error()
+		if got[i].Err != nil {
+			detail = got[i].Err.Error()
 		}
-		_, _ = fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", x.src, x.dst, x.svc, verdictOf(want[i]), got[i].v, detail)
+		_, _ = fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", x.src, x.dst, x.svc, verdictOf(want[i]), got[i].Verdict, detail)
 	}
 	_ = tw.Flush()
 	if n == 0 {
@@ -151,11 +125,11 @@ func mismatchTable(cs []cell, want []bool, got []observation) (string, int) {
 	return b.String(), n
 }
 
-func verdictOf(allowed bool) verdict {
+func verdictOf(allowed bool) string {
 	if allowed {
-		return passed
+		return "allowed"
 	}
-	return dropped
+	return "denied"
 }
 
 // matrixDeadline bounds how long the packets may take to agree with the
@@ -169,30 +143,34 @@ func (w *world) checkMatrix(what string, names []string, svcs []service, policie
 	w.t.Helper()
 	cs := cells(names, svcs)
 	want := w.expect(cs, w.cluster(names, policies))
-	start := time.Now()
-	for pass := 1; ; pass++ {
-		got := w.probeCells(cs)
-		table, n := mismatchTable(cs, want, got)
-		if n == 0 {
-			allowed := 0
-			for _, ok := range want {
-				if ok {
-					allowed++
-				}
-			}
-			w.t.Logf("%s: all %d cells agree with the model (%d allowed, %d denied), pass %d, %v",
-				what, len(cs), allowed, len(cs)-allowed, pass, time.Since(start).Round(time.Millisecond))
-			return len(cs)
-		}
-		if os.Getenv("SLUICE_MATRIX_DEBUG") != "" {
-			w.t.Logf("%s: pass %d: %d mismatches\n%s", what, pass, n, table)
-		}
-		if time.Since(start) > matrixDeadline {
-			w.t.Errorf("%s: %d of %d cells disagree with the model after %v (%d passes):\n%s",
-				what, n, len(cs), matrixDeadline, pass, table)
-			return len(cs)
+	hcs := make([]netlab.Cell, len(cs))
+	model := make(map[netlab.Cell]bool, len(cs))
+	for i, c := range cs {
+		hcs[i] = w.harnessCell(c)
+		model[hcs[i]] = want[i]
+	}
+	opts := netlab.WaitOptions{ProbeTimeout: probeTimeout, Within: matrixDeadline}
+	if os.Getenv("SLUICE_MATRIX_DEBUG") != "" {
+		opts.OnPass = func(m *netlab.Matrix) {
+			table, n := mismatchTable(cs, want, m.Results)
+			w.t.Logf("%s: pass %d: %d mismatches\n%s", what, m.Passes, n, table)
 		}
 	}
+	m, err := netlab.WaitMatrix(context.Background(), hcs, func(c netlab.Cell) bool { return model[c] }, opts)
+	if err != nil {
+		table, _ := mismatchTable(cs, want, m.Results)
+		w.t.Errorf("%s: %v:\n%s", what, err, table)
+		return len(cs)
+	}
+	allowed := 0
+	for _, ok := range want {
+		if ok {
+			allowed++
+		}
+	}
+	w.t.Logf("%s: all %d cells agree with the model (%d allowed, %d denied), pass %d, %v",
+		what, len(cs), allowed, len(cs)-allowed, m.Passes, m.Elapsed.Round(time.Millisecond))
+	return len(cs)
 }
 
 // createPolicies creates the policies through the API.

@@ -1,21 +1,16 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"testing"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/sluice-dev/sluice/test/nodelab"
+	"github.com/sluice-dev/sluice/internal/netlab"
 )
 
 // scenario is a set of policies created together; intents are cells it is
@@ -33,11 +28,11 @@ type intent struct {
 }
 
 var (
-	tcp8080 = service{corev1.ProtocolTCP, 8080}
-	tcp9090 = service{corev1.ProtocolTCP, 9090}
-	tcp5353 = service{corev1.ProtocolTCP, 5353}
-	udp5353 = service{corev1.ProtocolUDP, 5353}
-	sctp    = service{corev1.ProtocolSCTP, 3868}
+	tcp8080 = netlab.TCP(8080)
+	tcp9090 = netlab.TCP(9090)
+	tcp5353 = netlab.TCP(5353)
+	udp5353 = netlab.UDP(5353)
+	sctp    = netlab.SCTP(3868)
 )
 
 func allow(src, dst string, s service) intent { return intent{cell{src, dst, s}, true} }
@@ -77,11 +72,10 @@ func TestReachabilityMatrix(t *testing.T) {
 		w.createPod("beta", "b-client", client),
 		w.createPod("gamma", "g-client", client, containerPort("http", 5353, tcp)),
 	} {
-		w.loopbackUp(p)
-		w.addPod(p)
+		w.addPod(p) // the harness brings the pod's lo up, as a runtime does
 	}
 	names := []string{"a-web", "a-db", "a-client", "b-web", "b-client", "g-client"}
-	ip := func(name string) netip.Addr { return w.pods[name].ip }
+	ip := func(name string) netip.Addr { return w.pods[name].IP }
 	host := func(name string) string { return netip.PrefixFrom(ip(name), 32).String() }
 
 	// makeScenarios builds the policies afresh (created objects can't be
@@ -241,64 +235,10 @@ func TestReachabilityMatrix(t *testing.T) {
 		len(names), len(svcs), svcs, total, matrices, time.Since(begin).Round(100*time.Millisecond))
 }
 
-// loopbackUp brings the pod's lo up, as the runtime's loopback plugin
-// does: a pod reaches itself on its own address through lo.
-func (w *world) loopbackUp(p *testPod) {
-	w.t.Helper()
-	if err := p.netns.Do(func(ns.NetNS) error {
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(lo)
-	}); err != nil {
-		w.t.Fatalf("%s: lo up: %v", p, err)
-	}
-}
-
 func cellsOf(ins []intent) []cell {
 	out := make([]cell, len(ins))
 	for i, in := range ins {
 		out[i] = in.c
 	}
 	return out
-}
-
-// TestRawStreamEcho runs the raw-socket echo the SCTP probes use over TCP,
-// so that its code is exercised on kernels without SCTP too.
-func TestRawStreamEcho(t *testing.T) {
-	nodelab.RequirePrivileged(t)
-	p := &testPod{name: "raw", netns: nodelab.NewNetNS(t), ip: netip.MustParseAddr("127.0.0.1")}
-	w := &world{t: t}
-	w.loopbackUp(p)
-	if err := p.netns.Do(func(ns.NetNS) error {
-		ln, err := listenRawStream(unix.IPPROTO_TCP, p.ip, 3868)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = ln.Close() }()
-		go serveRawStream(ln)
-		for range 3 {
-			c, err := dialRawStream(unix.IPPROTO_TCP, p.ip, 3868, time.Now().Add(time.Second))
-			if err != nil {
-				return err
-			}
-			msg := []byte("raw echo")
-			if _, err := c.Write(msg); err != nil {
-				return err
-			}
-			buf := make([]byte, len(msg))
-			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != string(msg) {
-				return fmt.Errorf("echo %q, %v", buf, err)
-			}
-			_ = c.Close()
-		}
-		// A port nobody listens on is refused, not a timeout.
-		if _, err := dialRawStream(unix.IPPROTO_TCP, p.ip, 3869, time.Now().Add(time.Second)); !errors.Is(err, unix.ECONNREFUSED) {
-			return fmt.Errorf("dial a closed port: %v, want ECONNREFUSED", err)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
 }

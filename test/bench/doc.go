@@ -8,7 +8,7 @@
 // `make bench` does that, after the allocator micro-benchmarks.
 //
 // BenchmarkPodToPodLatency measures the datapath instead, between two pods
-// of a node made of network namespaces (test/nodelab): it needs root, not
+// of a node made of network namespaces (internal/netlab): it needs root, not
 // envtest, and compares our programs with iptables rules when
 // iptables-nft-restore is on the PATH.
 package bench

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
 	"github.com/sluice-dev/sluice/internal/policy"
-	"github.com/sluice-dev/sluice/test/nodelab"
 )
 
 // BenchmarkPodToPodLatency's iptables configurations, (d) and (e): the same
@@ -35,14 +35,14 @@ const iptUnhook = "*filter\n-F FORWARD\n-X FORWARD\nCOMMIT\n"
 // (a chain nothing jumps to costs packets nothing), and FORWARD, which
 // exists only while (d) or (e) runs.
 type p2pIptables struct {
-	lab            *nodelab.Node
+	lab            *netlabtest.Node
 	client, server netip.Addr
 	hooked         bool
 }
 
 // newP2PIptables loads the policy chains into the node's netns, or returns
 // nil when iptables-nft-restore is missing.
-func newP2PIptables(b *testing.B, lab *nodelab.Node, client, server netip.Addr) *p2pIptables {
+func newP2PIptables(b *testing.B, lab *netlabtest.Node, client, server netip.Addr) *p2pIptables {
 	b.Helper()
 	if _, err := exec.LookPath(iptRestoreCmd); err != nil {
 		b.Logf("Skipping configurations d and e (iptables): %v", err)

@@ -19,8 +19,8 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/cni"
 	"github.com/sluice-dev/sluice/internal/datapath"
+	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
 	"github.com/sluice-dev/sluice/internal/policy"
-	"github.com/sluice-dev/sluice/test/nodelab"
 )
 
 // Pod-to-pod benchmark parameters.
@@ -150,7 +150,7 @@ type p2pFigures struct {
 // (it takes about two minutes, half of it (d)'s bulk sends, so the default
 // benchtime also stops after one; about 20 s without (d) and (e)).
 func BenchmarkPodToPodLatency(b *testing.B) {
-	nodelab.RequirePrivileged(b)
+	netlabtest.RequirePrivileged(b)
 	rounds := p2pRounds
 	if v := os.Getenv("BENCH_PODTOPOD_ROUNDS"); v != "" {
 		var err error
@@ -159,14 +159,14 @@ func BenchmarkPodToPodLatency(b *testing.B) {
 		}
 	}
 
-	lab := nodelab.NewNode(b)
-	if err := cni.WriteAllocation(lab.AllocationFile, cni.Allocation{
+	lab := netlabtest.NewNode(b)
+	if err := cni.WriteAllocation(lab.AllocationFile(), cni.Allocation{
 		Node: "node-1", Pool: "default", Mode: cni.ModeOverlay,
 		CIDRs: []string{p2pCIDR}, ExcludeIPs: []string{"10.244.9.0", "10.244.9.255"}, MaxPods: 10,
 	}); err != nil {
 		b.Fatal(err)
 	}
-	client, server := lab.AddPod(b, "client"), lab.AddPod(b, "server")
+	client, server := lab.WirePod(b, "client"), lab.WirePod(b, "server")
 	startServer(b, server, p2pPort)
 	// A listener (c) must not reach, so that (a) and (b) would connect.
 	startServer(b, server, p2pDeniedPort)
@@ -255,7 +255,7 @@ func BenchmarkPodToPodLatency(b *testing.B) {
 }
 
 // p2pPod is a pod of the benchmark, wired by the real plugin.
-type p2pPod = nodelab.Pod
+type p2pPod = netlabtest.Pod
 
 // p2pSnapshots builds (b)'s and (c)'s snapshots by hand.
 func p2pSnapshots(client, server p2pPod) (open, isolated *policy.Snapshot) {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/ns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -20,9 +19,10 @@ import (
 	v1 "github.com/sluice-dev/sluice/api/v1"
 	"github.com/sluice-dev/sluice/controllers"
 	"github.com/sluice-dev/sluice/internal/cni"
+	"github.com/sluice-dev/sluice/internal/netlab"
+	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
 	"github.com/sluice-dev/sluice/internal/nodeipam"
 	"github.com/sluice-dev/sluice/internal/testenv"
-	"github.com/sluice-dev/sluice/test/nodelab"
 )
 
 // startOperator starts envtest and the IPAM reconcilers in-process.
@@ -63,7 +63,7 @@ func startOperator(t *testing.T) client.Client {
 
 // localNode is a Node object, its network namespaces, and its node side.
 type localNode struct {
-	lab    *nodelab.Node
+	lab    *netlabtest.Node
 	syncer *nodeipam.Syncer
 }
 
@@ -74,9 +74,9 @@ func newLocalNode(t *testing.T, c client.Client, name, pool string) *localNode {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	lab := nodelab.NewNode(t)
+	lab := netlabtest.NewNode(t)
 	return &localNode{lab: lab, syncer: &nodeipam.Syncer{
-		Client: c, NodeName: name, AllocationFile: lab.AllocationFile, StateDir: lab.StateDir,
+		Client: c, NodeName: name, AllocationFile: lab.AllocationFile(), StateDir: lab.StateDir(),
 	}}
 }
 
@@ -90,7 +90,7 @@ func (n *localNode) syncUntil(t *testing.T, what string, cond func(cni.Allocatio
 				t.Logf("sync: %v", err)
 				return false, nil
 			}
-			a, err := cni.ReadAllocation(n.lab.AllocationFile)
+			a, err := cni.ReadAllocation(n.lab.AllocationFile())
 			if err != nil {
 				return false, nil
 			}
@@ -113,27 +113,14 @@ func pool(name string, mode v1.IPAMMode, cidr v1.CIDR) *v1.IPAMPool {
 	}
 }
 
-func addPod(t *testing.T, n *localNode, id string) (netip.Addr, *nodelabPod) {
+// addPod wires a pod (no agent: no CNI_ARGS) on the node.
+func addPod(t *testing.T, n *localNode, id string) *netlab.Pod {
 	t.Helper()
-	pod := &nodelabPod{id: id, netns: nodelab.NewNetNS(t)}
-	res, err := n.lab.Add(id, pod.netns)
-	if err != nil {
-		t.Fatalf("CNI ADD %s: %v", id, err)
-	}
-	if len(res.IPs) == 0 {
-		t.Fatalf("CNI ADD %s gave no IP", id)
-	}
-	ip, _ := netip.AddrFromSlice(res.IPs[0].Address.IP.To4())
-	return ip, pod
-}
-
-type nodelabPod struct {
-	id    string
-	netns ns.NetNS
+	return n.lab.Wire(t, netlab.PodSpec{ContainerID: id})
 }
 
 func TestOverlayPoolToPodAddresses(t *testing.T) {
-	nodelab.RequirePrivileged(t)
+	netlabtest.RequirePrivileged(t)
 	c := startOperator(t)
 	ctx := context.Background()
 	if err := c.Create(ctx, pool("system", v1.IPAMModeOverlay, "10.60.0.0/16")); err != nil {
@@ -146,26 +133,16 @@ func TestOverlayPoolToPodAddresses(t *testing.T) {
 		t.Fatalf("block %s is not a /24 of the pool", block)
 	}
 
-	podA := nodelab.NewNetNS(t)
-	podB := nodelab.NewNetNS(t)
-	resA, err := node.lab.Add("pod-a", podA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resB, err := node.lab.Add("pod-b", podB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ipA, ipB := resA.IPs[0].Address.IP.String(), resB.IPs[0].Address.IP.String()
-	for _, ip := range []string{ipA, ipB} {
-		if !block.Contains(netip.MustParseAddr(ip)) || netip.MustParseAddr(ip) == block.Addr() {
+	podA, podB := addPod(t, node, "pod-a"), addPod(t, node, "pod-b")
+	for _, ip := range []netip.Addr{podA.IP, podB.IP} {
+		if !block.Contains(ip) || ip == block.Addr() {
 			t.Fatalf("pod IP %s is not a usable address of the node's block %s", ip, block)
 		}
 	}
-	if ipA == ipB {
-		t.Fatalf("both pods got %s", ipA)
+	if podA.IP == podB.IP {
+		t.Fatalf("both pods got %s", podA.IP)
 	}
-	if err := nodelab.TCPRoundTrip(podA, ipA, podB); err != nil {
+	if err := netlab.TCPRoundTripOn(podA.NetNS, podA.IP, 7777, podB.NetNS, 5*time.Second); err != nil {
 		t.Fatalf("pod-b -> pod-a through the host: %v", err)
 	}
 
@@ -183,7 +160,7 @@ func TestOverlayPoolToPodAddresses(t *testing.T) {
 }
 
 func TestSubnetPoolGrowsAndShrinksWithPods(t *testing.T) {
-	nodelab.RequirePrivileged(t)
+	netlabtest.RequirePrivileged(t)
 	c := startOperator(t)
 	ctx := context.Background()
 	p := pool("user", v1.IPAMModeSubnet, "10.61.0.0/20")
@@ -197,25 +174,25 @@ func TestSubnetPoolGrowsAndShrinksWithPods(t *testing.T) {
 	// The first batch, 10.61.0.0/28, loses the subnet's four reserved
 	// addresses: 12 pods fit. The 13th gets an address only because the
 	// node reported its use and the operator sent a second batch.
-	var pods []*nodelabPod
+	var pods []*netlab.Pod
 	seen := map[netip.Addr]string{}
 	for i := range 20 {
 		id := fmt.Sprintf("pod-%d", i)
 		if i == 12 {
 			node.syncUntil(t, "receive a second batch", func(a cni.Allocation) bool { return len(a.CIDRs) == 2 })
 		}
-		ip, pod := addPod(t, node, id)
-		if other, dup := seen[ip]; dup {
-			t.Fatalf("%s and %s both got %s", id, other, ip)
+		pod := addPod(t, node, id)
+		if other, dup := seen[pod.IP]; dup {
+			t.Fatalf("%s and %s both got %s", id, other, pod.IP)
 		}
-		seen[ip] = id
+		seen[pod.IP] = id
 		pods = append(pods, pod)
 	}
 
 	// All pods gone: 28 free > maxFree 20, so the node gives the unused
 	// top batch back, the operator takes it off the node and frees it.
 	for _, pod := range pods {
-		if err := node.lab.Del(pod.id, pod.netns); err != nil {
+		if err := node.lab.DelPod(ctx, pod); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
 	"github.com/sluice-dev/sluice/internal/policycase"
-	"github.com/sluice-dev/sluice/test/nodelab"
 )
 
 func TestCasesBothEnginesAgreeAndMatchExpect(t *testing.T) {
@@ -17,7 +17,7 @@ func TestCasesBothEnginesAgreeAndMatchExpect(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no case files here (%v)", err)
 	}
-	nodelab.RequirePrivileged(t) // the bpf engine loads programs
+	netlabtest.RequirePrivileged(t) // the bpf engine loads programs
 	for _, file := range files {
 		t.Run(file, func(t *testing.T) {
 			model := verdicts(t, file, &policycase.ModelEngine{})

@@ -1,4 +1,4 @@
-package nodelab
+package netlab
 
 import (
 	"errors"
@@ -8,9 +8,36 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 )
+
+// Single flows between namespaces, for tests that look at one packet
+// rather than a matrix.
+
+// TCPRoundTripOn starts an echo server on serverIP:port inside server,
+// connects from client, and checks the echo: a real packet each way
+// through the host. A connection not answered within timeout (a dropped
+// SYN) is an error.
+func TCPRoundTripOn(server ns.NetNS, serverIP netip.Addr, port int, client ns.NetNS, timeout time.Duration) error {
+	var s *EchoServer
+	if err := server.Do(func(ns.NetNS) error {
+		var err error
+		s, err = ListenEcho(serverIP, []Port{TCP(port)})
+		return err
+	}); err != nil {
+		return err
+	}
+	defer func() { _ = s.Close() }()
+	return client.Do(func(ns.NetNS) error {
+		if err := EchoOnce(serverIP, TCP(port), time.Now().Add(timeout)); err != nil {
+			return fmt.Errorf("echo from %s: %w", netip.AddrPortFrom(serverIP, uint16(port)), err)
+		}
+		return nil
+	})
+}
 
 // AddAddress adds addr (as a /32 or /128) to the interface ifName inside
 // netns: a second source address a test can send from, as a pod that
@@ -60,8 +87,7 @@ func UDPDatagramFrom(server ns.NetNS, dst netip.Addr, port int, client ns.NetNS,
 	_ = conn.SetReadDeadline(time.Now().Add(timeout))
 	buf := make([]byte, 64)
 	_, peer, err := conn.ReadFromUDPAddrPort(buf)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	if IsTimeout(err) {
 		return false, netip.Addr{}, nil
 	}
 	if err != nil {
@@ -87,12 +113,11 @@ func UDPRefused(client ns.NetNS, dst netip.Addr, port int, timeout time.Duration
 		}
 		_ = c.SetReadDeadline(time.Now().Add(timeout))
 		_, err = c.Read(make([]byte, 64))
-		var ne net.Error
 		switch {
 		case errors.Is(err, syscall.ECONNREFUSED):
 			refused = true
 			return nil
-		case errors.As(err, &ne) && ne.Timeout():
+		case IsTimeout(err):
 			return nil
 		case err == nil:
 			return errors.New("a datagram came back from a port nobody listens on")
@@ -100,4 +125,23 @@ func UDPRefused(client ns.NetNS, dst netip.Addr, port int, timeout time.Duration
 		return err
 	})
 	return refused, err
+}
+
+// TCXPrograms counts the tcx programs attached to the interface ifName, in
+// both directions, in the namespace the calling thread is in (call it
+// inside Node.Do or a NetNS's Do).
+func TCXPrograms(ifName string) (int, error) {
+	l, err := netlink.LinkByName(ifName)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+		r, err := link.QueryPrograms(link.QueryOptions{Target: l.Attrs().Index, Attach: at})
+		if err != nil {
+			return 0, fmt.Errorf("query tcx programs on %s: %w", ifName, err)
+		}
+		n += len(r.Programs)
+	}
+	return n, nil
 }
