@@ -17,17 +17,16 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluice-dev/sluice/internal/fsutil"
+	"github.com/sluice-dev/sluice/internal/noderestriction"
+	"github.com/sluice-dev/sluice/internal/scheme"
 )
 
 // Names the lab gives the objects it installs; the operator publishes its CA
@@ -139,10 +138,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, retErr error) {
 	l.Config = admin.Config()
 	logf("lab: kube-apiserver is serving at %s", l.Config.Host)
 
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(apiextensionsv1.AddToScheme(scheme))
-	c, err := client.New(l.Config, client.Options{Scheme: scheme})
+	c, err := client.New(l.Config, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return nil, fmt.Errorf("create client: %w", err)
 	}
@@ -167,6 +163,11 @@ func Start(ctx context.Context, opts Options) (_ *Lab, retErr error) {
 	}
 	logf("lab: installed ValidatingWebhookConfiguration %s (webhooks at %s)", vwc.Name, webhookURL)
 
+	if err := installAgentIdentity(ctx, l.Config, c, opts.RepoRoot); err != nil {
+		return nil, err
+	}
+	logf("lab: installed the agent's role and its node restriction (agents act as %s with their node's name)", noderestriction.AgentUser(Namespace))
+
 	kc, err := admin.KubeConfig()
 	if err != nil {
 		return nil, fmt.Errorf("render kubeconfig: %w", err)
@@ -176,6 +177,19 @@ func Start(ctx context.Context, opts Options) (_ *Lab, retErr error) {
 	}
 	logf("lab: wrote the kubeconfig of user %s (group system:masters) to %s", AdminUser, kubeconfig)
 	return l, nil
+}
+
+// installAgentIdentity gives the agent's service account its role and puts
+// the node restriction in force, as `make deploy` does on a cluster.
+func installAgentIdentity(ctx context.Context, cfg *rest.Config, c client.Client, repoRoot string) error {
+	if err := noderestriction.GrantAgentRole(ctx, c, filepath.Join(repoRoot, "config", "rbac", "agent_role.yaml"), Namespace); err != nil {
+		return err
+	}
+	p, err := noderestriction.Read(filepath.Join(repoRoot, "config", "admission", "node_restriction.yaml"))
+	if err != nil {
+		return err
+	}
+	return noderestriction.Install(ctx, cfg, c, p)
 }
 
 // Stop stops kube-apiserver and etcd and removes their temporary data. The

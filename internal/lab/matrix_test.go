@@ -123,6 +123,7 @@ func TestNodeFiles(t *testing.T) {
 	args := strings.Join(n.AgentArgs(st), " ")
 	for _, want := range []string{
 		"--node-name n0", "--socket " + filepath.Join(n.Dir, "agent.sock"), "--no-pin",
+		"--kubeconfig " + filepath.Join(n.Dir, "agent.kubeconfig"),
 		"--allocation-file " + filepath.Join(n.Dir, "allocation.json"), "--cni-state-dir " + filepath.Join(n.Dir, "ipam"),
 	} {
 		if !strings.Contains(args, want) {

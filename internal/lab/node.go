@@ -8,6 +8,7 @@ package lab
 //	<dir>/node/                 Node.Dir, netlab's node directory, plus:
 //	  node.json                 the node's name, the kubeconfig, the forwarder's pid
 //	  agent.args                the agent's flags (AgentArgs), one a line
+//	  agent.kubeconfig          the lab's kubeconfig, acting as this node's agent
 //	  pods/<ns>_<name>.json     one record per pod
 //	  logs/                     the forwarder's and the echo servers' logs
 //
@@ -43,6 +44,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/fsutil"
 	"github.com/sluice-dev/sluice/internal/netlab"
+	"github.com/sluice-dev/sluice/internal/noderestriction"
 )
 
 // NetNSPrefix starts the name of every namespace of the node NewNode
@@ -108,11 +110,32 @@ func (n *Node) podPath(namespace, name string) string {
 	return filepath.Join(n.podsDir(), namespace+"_"+name+".json")
 }
 
+// AgentKubeconfig is the kubeconfig the node's agent uses: the lab's,
+// acting as this node's agent (see writeAgentKubeconfig).
+func (n *Node) AgentKubeconfig() string { return filepath.Join(n.Dir, "agent.kubeconfig") }
+
+// writeAgentKubeconfig writes AgentKubeconfig from the lab's kubeconfig.
+// The lab has no kubelet to give the agent a bound service-account token,
+// so the agent impersonates its service account with the node-name claim
+// such a token carries: the agent's RBAC and the node restriction hold in
+// the lab as on a cluster, while the lab's own commands stay admin.
+func (n *Node) writeAgentKubeconfig(labKubeconfig, nodeName string) error {
+	data, err := os.ReadFile(labKubeconfig)
+	if err != nil {
+		return fmt.Errorf("read the lab's kubeconfig: %w", err)
+	}
+	agentKC, err := noderestriction.AgentKubeconfig(data, Namespace, nodeName)
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(n.AgentKubeconfig(), agentKC, 0o600)
+}
+
 // AgentArgs are the flags that point cmd/agent at this node's files.
 func (n *Node) AgentArgs(st *NodeState) []string {
 	files := n.netlab("")
 	return []string{
-		"--kubeconfig", st.Kubeconfig, "--node-name", st.NodeName, "--config=", "--no-pin",
+		"--kubeconfig", n.AgentKubeconfig(), "--node-name", st.NodeName, "--config=", "--no-pin",
 		"--socket", files.AgentSocket(), "--state-file", files.AgentStateFile(),
 		"--allocation-file", files.AllocationFile(), "--cni-state-dir", files.StateDir(),
 	}
@@ -160,6 +183,9 @@ func (n *Node) Up(nodeName, kubeconfig string) (*NodeState, error) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
+	}
+	if err := n.writeAgentKubeconfig(kc, nodeName); err != nil {
+		return nil, err
 	}
 	st := &NodeState{NodeName: nodeName, Kubeconfig: kc, APIAddr: apiAddr}
 	if err := n.SaveState(st); err != nil {

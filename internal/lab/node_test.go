@@ -16,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/sluice-dev/sluice/internal/netlab"
 	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
+	"github.com/sluice-dev/sluice/internal/noderestriction"
 )
 
 // The node's life across separate commands: Up makes the host netns and
@@ -72,6 +75,14 @@ current-context: lab
 	}
 	if got := readLines(t, n.AgentArgsFile()); !slices.Equal(got, n.AgentArgs(st)) {
 		t.Errorf("%s = %q, want %q", n.AgentArgsFile(), got, n.AgentArgs(st))
+	}
+	agentCfg, err := clientcmd.BuildConfigFromFlags("", n.AgentKubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := noderestriction.AgentImpersonation(Namespace, "n0"); agentCfg.Impersonate.UserName != want.UserName ||
+		!slices.Equal(agentCfg.Impersonate.Extra[noderestriction.NodeNameExtra], []string{"n0"}) {
+		t.Errorf("the agent's kubeconfig impersonates %+v, want %+v", agentCfg.Impersonate, want)
 	}
 	conflist, err := os.ReadFile(n.ConflistPath())
 	if err != nil || !strings.Contains(string(conflist), `"agentSocket": "`+filepath.Join(n.Dir, "agent.sock")+`"`) {

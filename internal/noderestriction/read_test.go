@@ -1,11 +1,15 @@
 package noderestriction
 
 import (
+	"slices"
+
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 func shipped() string {
@@ -52,5 +56,40 @@ func TestReadRefusesIncompletePolicy(t *testing.T) {
 				t.Fatalf("Read() error = %v, want one saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestAgentKubeconfigImpersonatesTheNodesAgent(t *testing.T) {
+	admin := []byte(`apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster: {server: "https://127.0.0.1:6443"}
+users:
+- name: admin
+  user: {token: secret}
+contexts:
+- name: lab
+  context: {cluster: lab, user: admin}
+current-context: lab
+`)
+	out, err := AgentKubeconfig(admin, "sluice-system", "node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := AgentImpersonation("sluice-system", "node-a")
+	if cfg.Impersonate.UserName != want.UserName || !slices.Equal(cfg.Impersonate.Groups, want.Groups) ||
+		!slices.Equal(cfg.Impersonate.Extra[NodeNameExtra], []string{"node-a"}) {
+		t.Errorf("impersonation = %+v, want %+v", cfg.Impersonate, want)
+	}
+	if cfg.BearerToken != "secret" || cfg.Host != "https://127.0.0.1:6443" {
+		t.Errorf("credentials or server lost: host %q token %q", cfg.Host, cfg.BearerToken)
+	}
+	if _, err := AgentKubeconfig([]byte("current-context: missing\n"), "ns", "n"); err == nil || !strings.Contains(err.Error(), `"missing" has no user`) {
+		t.Errorf("a kubeconfig without the current context's user: %v", err)
 	}
 }

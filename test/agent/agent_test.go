@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	. "github.com/onsi/gomega"
+
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
@@ -28,11 +30,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	v1 "github.com/sluice-dev/sluice/api/v1"
 	"github.com/sluice-dev/sluice/internal/agent"
 	"github.com/sluice-dev/sluice/internal/cni"
 	"github.com/sluice-dev/sluice/internal/datapath"
 	"github.com/sluice-dev/sluice/internal/netlab"
 	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
+	"github.com/sluice-dev/sluice/internal/noderestriction"
 	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
@@ -108,6 +112,12 @@ func newWorld(t *testing.T) *world {
 	if err := c.Status().Update(ctx, node); err != nil {
 		t.Fatal(err)
 	}
+	// The agent runs as on a cluster: its service account with the
+	// shipped role, carrying its node's name, under the node restriction.
+	role := filepath.Join(testenv.RepoRoot(), "config", "rbac", "agent_role.yaml")
+	if err := noderestriction.GrantAgentRole(ctx, c, role, agentNamespace); err != nil {
+		t.Fatal(err)
+	}
 	for ns, labels := range namespaceLabels {
 		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}); err != nil {
 			t.Fatal(err)
@@ -142,12 +152,23 @@ type runningAgent struct {
 	done   chan error
 }
 
+// agentNamespace is where the agent's service account lives.
+const agentNamespace = "sluice-system"
+
+// agentConfig reaches the API server as this node's agent: its service
+// account and the node-name claim its bound token would carry.
+func (w *world) agentConfig() *rest.Config {
+	cfg := rest.CopyConfig(w.cfg)
+	cfg.Impersonate = noderestriction.AgentImpersonation(agentNamespace, nodeName)
+	return cfg
+}
+
 func (w *world) startAgent() *runningAgent {
 	w.t.Helper()
 	w.reg = prometheus.NewRegistry()
 	a, err := agent.New(agent.Options{
 		NodeName:   nodeName,
-		RESTConfig: w.cfg,
+		RESTConfig: w.agentConfig(),
 		Datapath:   datapath.Options{PinDir: w.pinDir},
 		Endpoints:  agent.EndpointOptions{SocketPath: w.node.AgentSocket(), StateFile: w.node.AgentStateFile()},
 		Serving:    agent.ServingOptions{HealthAddr: "127.0.0.1:0", MetricsAddr: "0", Registry: w.reg},
@@ -367,6 +388,13 @@ func TestAgent(t *testing.T) {
 	if got := w.forwarding(); !slices.Equal(got, []string{"1", "1"}) {
 		t.Errorf("forwarding (IPv4, IPv6) on the node once the agent is ready: %q, want it on", got)
 	}
+	// The agent wrote its report as its node's agent, under the shipped
+	// role and the node restriction.
+	NewWithT(t).Eventually(func(g Gomega) {
+		var dn v1.DataplaneNode
+		g.Expect(w.c.Get(ctx, client.ObjectKey{Name: nodeName}, &dn)).To(Succeed())
+		g.Expect(dn.Status.Ready).To(BeTrue(), "DataplaneNode %s not ready: %+v", nodeName, dn.Status)
+	}).WithTimeout(30 * time.Second).Should(Succeed())
 
 	client, server := map[string]string{"app": "client"}, map[string]string{"app": "server"}
 	for _, p := range []*testPod{
