@@ -6,8 +6,9 @@
 // each, wired in parts.go:
 //
 //   - policysync: watches → policy.Compiler → this node's View;
-//   - applier: the only caller of Datapath.Apply; sync loops hand their
-//     latest snapshot to a Slot and read what is in force from it;
+//   - applier: the datapath's only writer; sync loops hand their latest
+//     snapshot to a Slot and read what is in force from it, and the
+//     registry's attaches, detaches and sweeps run through its Exclusive;
 //   - endpoint: the registry of the pods the CNI plugin hands over, their
 //     IDs and state file, the socket API, attaching to host veths.
 //

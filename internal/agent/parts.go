@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"io"
 	"net/netip"
 	"time"
 
@@ -56,7 +57,8 @@ func assemble(cfg partsConfig) (*parts, error) {
 		applier.Metrics{Seconds: p.metrics.applySeconds, Errors: p.metrics.applyErrors})
 	state := &policyState{slot: p.slot}
 	reg, err := endpoint.New(endpoint.Config{
-		Log: cfg.log.WithName("endpoints"), Node: cfg.node, Pods: cfg.reader, Attacher: cfg.attacher, Policy: state,
+		Log: cfg.log.WithName("endpoints"), Node: cfg.node, Pods: cfg.reader, Policy: state,
+		Attacher:  exclusiveAttacher{Attacher: cfg.attacher, applier: p.applier},
 		StatePath: cfg.statePath, RegisterTimeout: cfg.registerTimeout,
 	})
 	if err != nil {
@@ -111,3 +113,36 @@ func (s *policyState) Enforcement() (endpoint.Enforcement, <-chan struct{}) {
 	}
 	return enf, changed
 }
+
+// exclusiveAttacher routes the registry's writes to the datapath
+// (attach, detach, sweep) through the applier, so the applier stays the
+// datapath's only writer; reads go straight through.
+type exclusiveAttacher struct {
+	endpoint.Attacher
+	applier *applier.Applier
+}
+
+func (a exclusiveAttacher) Attach(name string, ifindex int, podIPs []netip.Addr) (io.Closer, error) {
+	var c io.Closer
+	err := a.applier.Exclusive(func() error {
+		var err error
+		c, err = a.Attacher.Attach(name, ifindex, podIPs)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return exclusiveCloser{c, a.applier}, nil
+}
+
+func (a exclusiveAttacher) Sweep(keep map[int]bool) error {
+	return a.applier.Exclusive(func() error { return a.Attacher.Sweep(keep) })
+}
+
+// exclusiveCloser detaches through the applier.
+type exclusiveCloser struct {
+	io.Closer
+	applier *applier.Applier
+}
+
+func (c exclusiveCloser) Close() error { return c.applier.Exclusive(c.Closer.Close) }

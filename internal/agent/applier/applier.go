@@ -16,6 +16,10 @@ type Applier struct {
 	retryDelay time.Duration
 	wake       chan struct{}
 
+	// writing is held for every write to the datapath: each Apply, and
+	// each write made through Exclusive.
+	writing sync.Mutex
+
 	mu    sync.Mutex
 	slots []pending
 }
@@ -47,15 +51,28 @@ func (a *Applier) Run(ctx context.Context) {
 		a.mu.Unlock()
 		failed := false
 		for _, s := range slots {
+			a.writing.Lock()
 			if s.applyLatest(a.log) {
 				failed = true
 			}
+			a.writing.Unlock()
 		}
 		retry = nil
 		if failed {
 			retry = time.After(a.retryDelay)
 		}
 	}
+}
+
+// Exclusive runs a write to the datapath that isn't a snapshot (attaching
+// the programs to a pod's veth, detaching them, sweeping what gone
+// interfaces left) as one of the Applier's writes: never while an Apply
+// runs, one at a time. With it the Applier is the datapath's only
+// writer, and an attach never lands halfway through a snapshot.
+func (a *Applier) Exclusive(write func() error) error {
+	a.writing.Lock()
+	defer a.writing.Unlock()
+	return write()
 }
 
 func (a *Applier) kick() {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
@@ -140,4 +142,33 @@ func TestSlotsAreIndependent(t *testing.T) {
 	res, _ := s2.Result()
 	g.Expect(res.Applies).To(BeZero())
 	g.Eventually(func() error { res, _ := s2.Result(); return res.Err }).Should(HaveOccurred())
+}
+
+// TestExclusiveNeverOverlapsAnApply: a write made through Exclusive waits
+// for an Apply in progress, and an Apply waits for it.
+func TestExclusiveNeverOverlapsAnApply(t *testing.T) {
+	a := New(logr.Discard(), time.Millisecond)
+	var inside atomic.Int32
+	var overlaps atomic.Int32
+	write := func() error {
+		if inside.Add(1) > 1 {
+			overlaps.Add(1)
+		}
+		time.Sleep(time.Millisecond)
+		inside.Add(-1)
+		return nil
+	}
+	slot := NewSlot(a, "test", func(int) error { return write() }, Metrics{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Run(ctx)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() { slot.Submit(i, time.Time{}) })
+		wg.Go(func() { _ = a.Exclusive(write) })
+	}
+	wg.Wait()
+	if n := overlaps.Load(); n != 0 {
+		t.Fatalf("%d writes overlapped another", n)
+	}
 }

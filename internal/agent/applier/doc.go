@@ -14,6 +14,13 @@
 // A new kind of snapshot adds a Slot with its own apply function; the
 // loops of the other kinds don't change.
 //
+// The datapath's other writes (attaching the programs to a pod's veth when
+// the CNI plugin hands the agent an endpoint, detaching them, sweeping the
+// links of gone interfaces) can't wait for a snapshot: the plugin's ADD
+// waits on them. They run through Exclusive, under the same lock as every
+// Apply, so every write to the datapath goes through the Applier and none
+// interleaves with another.
+//
 // The price: a snapshot is whole. Each Apply is handed everything of its
 // kind, and the datapath diffs it against what it holds; a loop can't
 // send a small delta, and a slow Apply delays the other kinds' writes.
