@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -143,30 +144,9 @@ func Start(ctx context.Context, opts Options) (_ *Lab, retErr error) {
 		return nil, fmt.Errorf("create client: %w", err)
 	}
 
-	if err := createNamespace(ctx, c, Namespace); err != nil {
+	if err := l.install(ctx, c, opts.RepoRoot, crds, vwc, logf); err != nil {
 		return nil, err
 	}
-	logf("lab: created namespace %s", Namespace)
-
-	for _, crd := range crds {
-		if err := c.Create(ctx, crd); err != nil {
-			return nil, fmt.Errorf("create CRD %s: %w", crd.Name, err)
-		}
-		if err := waitEstablished(ctx, c, crd.Name); err != nil {
-			return nil, err
-		}
-		logf("lab: installed CRD %s (conversion webhook %s/convert)", crd.Name, webhookURL)
-	}
-
-	if err := c.Create(ctx, vwc); err != nil {
-		return nil, fmt.Errorf("create ValidatingWebhookConfiguration %s: %w", vwc.Name, err)
-	}
-	logf("lab: installed ValidatingWebhookConfiguration %s (webhooks at %s)", vwc.Name, webhookURL)
-
-	if err := installAgentIdentity(ctx, l.Config, c, opts.RepoRoot); err != nil {
-		return nil, err
-	}
-	logf("lab: installed the agent's role and its node restriction (agents act as %s with their node's name)", noderestriction.AgentUser(Namespace))
 
 	kc, err := admin.KubeConfig()
 	if err != nil {
@@ -177,6 +157,40 @@ func Start(ctx context.Context, opts Options) (_ *Lab, retErr error) {
 	}
 	logf("lab: wrote the kubeconfig of user %s (group system:masters) to %s", AdminUser, kubeconfig)
 	return l, nil
+}
+
+// install puts Sluice's cluster-wide objects into the new control plane:
+// its namespace, the CRDs (waiting until each is established), the
+// validating webhook configuration, and the agent's role and node
+// restriction.
+func (l *Lab) install(ctx context.Context, c client.Client, repoRoot string, crds []*apiextensionsv1.CustomResourceDefinition,
+	vwc *admissionregistrationv1.ValidatingWebhookConfiguration, logf func(string, ...any),
+) error {
+	if err := createNamespace(ctx, c, Namespace); err != nil {
+		return err
+	}
+	logf("lab: created namespace %s", Namespace)
+
+	for _, crd := range crds {
+		if err := c.Create(ctx, crd); err != nil {
+			return fmt.Errorf("create CRD %s: %w", crd.Name, err)
+		}
+		if err := waitEstablished(ctx, c, crd.Name); err != nil {
+			return err
+		}
+		logf("lab: installed CRD %s (conversion webhook %s/convert)", crd.Name, l.WebhookURL)
+	}
+
+	if err := c.Create(ctx, vwc); err != nil {
+		return fmt.Errorf("create ValidatingWebhookConfiguration %s: %w", vwc.Name, err)
+	}
+	logf("lab: installed ValidatingWebhookConfiguration %s (webhooks at %s)", vwc.Name, l.WebhookURL)
+
+	if err := installAgentIdentity(ctx, l.Config, c, repoRoot); err != nil {
+		return err
+	}
+	logf("lab: installed the agent's role and its node restriction (agents act as %s with their node's name)", noderestriction.AgentUser(Namespace))
+	return nil
 }
 
 // installAgentIdentity gives the agent's service account its role and puts

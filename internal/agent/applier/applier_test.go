@@ -150,22 +150,23 @@ func TestExclusiveNeverOverlapsAnApply(t *testing.T) {
 	a := New(logr.Discard(), time.Millisecond)
 	var inside atomic.Int32
 	var overlaps atomic.Int32
-	write := func() error {
+	// write takes a millisecond, long enough for an unguarded write to
+	// start meanwhile.
+	write := func() {
 		if inside.Add(1) > 1 {
 			overlaps.Add(1)
 		}
 		time.Sleep(time.Millisecond)
 		inside.Add(-1)
-		return nil
 	}
-	slot := NewSlot(a, "test", func(int) error { return write() }, Metrics{})
+	slot := NewSlot(a, "test", func(int) error { write(); return nil }, Metrics{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go a.Run(ctx)
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() { slot.Submit(i, time.Time{}) })
-		wg.Go(func() { _ = a.Exclusive(write) })
+		wg.Go(func() { _ = a.Exclusive(func() error { write(); return nil }) })
 	}
 	wg.Wait()
 	if n := overlaps.Load(); n != 0 {
