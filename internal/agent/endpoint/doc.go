@@ -4,7 +4,8 @@
 // calls, and attaching the datapath's programs to each pod's host veth.
 // It reads the policy through the Policy interface and never writes the
 // datapath's maps: attaching (tcx links and the veth's pod addresses) is
-// its only datapath call.
+// its only datapath call, made through the Attacher it is given (the
+// agent routes it through the applier, the datapath's one writer).
 //
 // # Handover
 //
