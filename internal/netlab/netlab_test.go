@@ -282,7 +282,10 @@ func TestUnderlay(t *testing.T) {
 				// A refused connection proves the SYN got there and
 				// the RST came back.
 				var err error
-				n.In(func() error { err = netlab.EchoOnce(dst, netlab.TCP(1), time.Now().Add(200*time.Millisecond)); return nil })
+				n.In(func() error {
+					err = netlab.EchoOnce(dst, netlab.TCP(1), time.Now().Add(200*time.Millisecond))
+					return nil
+				})
 				g.Expect(err).To(MatchError(unix.ECONNREFUSED), "node %d -> %s over the underlay", i, dst)
 			}
 		}
@@ -307,5 +310,5 @@ func TestUnderlay(t *testing.T) {
 		var err error
 		nodes[0].In(func() error { _, err = netlink.LinkByName(netlab.UnderlayIfName); return nil })
 		return err
-	}).WithTimeout(10 * time.Second).Should(HaveOccurred(), "the node's underlay veth outlived the underlay")
+	}).WithTimeout(10*time.Second).Should(HaveOccurred(), "the node's underlay veth outlived the underlay")
 }

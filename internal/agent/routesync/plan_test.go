@@ -56,10 +56,10 @@ func TestPlan(t *testing.T) {
 			networks: []v1.NodeNetwork{leaving, network("c", "10.0.3.0/24")},
 		},
 		{
-			name:     "only InternalIPs count; a range without an InternalIP of its family is a problem",
-			nodes:    []corev1.Node{external},
-			networks: []v1.NodeNetwork{network("b", "10.0.2.0/24", "fd10:0:2::/64")},
-			want:     []Route{route("10.0.2.0/24", "192.168.0.2", "b")},
+			name:         "only InternalIPs count; a range without an InternalIP of its family is a problem",
+			nodes:        []corev1.Node{external},
+			networks:     []v1.NodeNetwork{network("b", "10.0.2.0/24", "fd10:0:2::/64")},
+			want:         []Route{route("10.0.2.0/24", "192.168.0.2", "b")},
 			wantProblems: []string{"node b: no IPv6 InternalIP to route its pod range fd10:0:2::/64 via"},
 		},
 		{
