@@ -282,20 +282,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := p.policy.Watch(ctx, c); err != nil {
 		return err
 	}
-	routes, err := a.routeSync(log, c)
+	routes, undoRoutes, err := a.routeSync(ctx, log, c)
 	if err != nil {
 		return err
 	}
-	if routes != nil {
-		undoRoutes, err := registerAll(o.Serving.Registry, routes.Collectors())
-		if err != nil {
-			return err
-		}
-		defer undoRoutes()
-		if err := routes.Watch(ctx, c); err != nil {
-			return err
-		}
-	}
+	defer undoRoutes()
 	srv, err := a.listen(p)
 	if err != nil {
 		return err
@@ -379,14 +370,24 @@ func (a *Agent) ipamSyncer() (*nodeipam.Syncer, error) {
 }
 
 // routeSync is the native routing part, writing routes in the node's
-// namespace (nil unless the routing mode is native).
-func (a *Agent) routeSync(log logr.Logger, reader client.Reader) (*routesync.Sync, error) {
+// namespace, with its metrics registered and its informers watched (nil
+// unless the routing mode is native). The func unregisters the metrics.
+func (a *Agent) routeSync(ctx context.Context, log logr.Logger, c cache.Cache) (*routesync.Sync, func(), error) {
 	if a.opts.Routing.Mode != RoutingModeNative {
-		return nil, nil
+		return nil, func() {}, nil
 	}
 	log.Info("Native routing: keeping routes to other nodes' pod ranges", "protocol", int(routesync.Protocol))
-	return routesync.New(routesync.Config{
-		Log: log.WithName("routes"), Node: a.opts.NodeName, Reader: reader,
+	rs := routesync.New(routesync.Config{
+		Log: log.WithName("routes"), Node: a.opts.NodeName, Reader: c,
 		Kernel: &routesync.Kernel{NetNS: a.opts.Node.NetNS},
-	}), nil
+	})
+	undo, err := registerAll(a.opts.Serving.Registry, rs.Collectors())
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := rs.Watch(ctx, c); err != nil {
+		undo()
+		return nil, nil, err
+	}
+	return rs, undo, nil
 }
