@@ -21,7 +21,7 @@ type flags struct {
 	pinDir, socket, stateFile   string
 	healthAddr, metricsAddr     string
 	allocationFile, cniStateDir string
-	procSysNet                  string
+	procSysNet, routingMode     string
 	noPin                       bool
 	cniInstall                  agent.CNIInstall
 }
@@ -38,6 +38,7 @@ func bindFlags(fs *flag.FlagSet, getenv func(string) string) *flags {
 	fs.StringVar(&f.healthAddr, "health-addr", agent.DefaultHealthAddr, "Address of /healthz and /readyz; \"0\" disables them.")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", agent.DefaultMetricsAddr, "Address of /metrics; \"0\" disables it.")
 	fs.StringVar(&f.procSysNet, "proc-sys-net", agent.DefaultProcSysNet, "The node's /proc/sys/net (in a container, a read-write mount of it), where the agent turns IP forwarding on; empty leaves forwarding alone (development only).")
+	fs.StringVar(&f.routingMode, "routing-mode", "", "How pod traffic reaches other nodes: \"Native\" keeps a kernel route per other node's pod range via its InternalIP; empty leaves the node's routes alone.")
 	fs.StringVar(&f.allocationFile, "allocation-file", cni.DefaultAllocationFile, "The CNI plugin's allocation file, written from this node's NodeNetwork; empty disables the IPAM sync.")
 	fs.StringVar(&f.cniStateDir, "cni-state-dir", cni.DefaultStateDir, "The CNI plugin's state directory.")
 	fs.StringVar(&f.cniInstall.BinarySource, "cni-bin-source", "", "The CNI plugin binary to install on the node (in the agent image: /sluice-cni). The four --cni-* install flags go together; unset, nothing is installed.")
@@ -77,6 +78,7 @@ func (f *flags) options() (agent.Options, string, error) {
 		Endpoints: agent.EndpointOptions{SocketPath: f.socket, StateFile: f.stateFile},
 		Serving:   agent.ServingOptions{HealthAddr: f.healthAddr, MetricsAddr: f.metricsAddr},
 		Node:      agent.NodeOptions{ProcSysNet: f.procSysNet},
+		Routing:   agent.RoutingOptions{Mode: f.routingMode},
 		// Unset sizes (no --config) are zero: the datapath then uses the
 		// same defaults the operator fills in. NATEntries has no map to
 		// size yet; Service NAT will read it.

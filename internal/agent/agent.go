@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/agent/endpoint"
 	"github.com/sluice-dev/sluice/internal/agent/policysync"
+	"github.com/sluice-dev/sluice/internal/agent/routesync"
 	"github.com/sluice-dev/sluice/internal/cni"
 	"github.com/sluice-dev/sluice/internal/datapath"
 	"github.com/sluice-dev/sluice/internal/nodeipam"
@@ -66,6 +67,8 @@ type Options struct {
 	Node NodeOptions
 	// IPAM configures the node side of IPAM.
 	IPAM IPAMOptions
+	// Routing configures how pod traffic reaches other nodes.
+	Routing RoutingOptions
 
 	// Logger (ctrl.Log.WithName("agent") when zero).
 	Logger logr.Logger
@@ -128,6 +131,18 @@ type IPAMOptions struct {
 	SyncInterval time.Duration
 }
 
+// RoutingModeNative routes pod traffic between nodes unencapsulated: the
+// agent keeps a kernel route per other node's pod range via its
+// InternalIP (package routesync).
+const RoutingModeNative = "Native"
+
+// RoutingOptions configure routes to other nodes' pods.
+type RoutingOptions struct {
+	// Mode is RoutingModeNative, or empty: the agent leaves the node's
+	// routes alone (someone else routes pod ranges, or there is one node).
+	Mode string
+}
+
 // Defaults fills in the zero fields.
 func (o *Options) Defaults() {
 	def := func(s *string, d string) {
@@ -174,6 +189,9 @@ func (o *Options) Validate() error {
 	}
 	if (o.IPAM.AllocationFile == "") != (o.IPAM.CNIStateDir == "") {
 		return errors.New("agent: set both AllocationFile and CNIStateDir, or neither")
+	}
+	if m := o.Routing.Mode; m != "" && m != RoutingModeNative {
+		return fmt.Errorf("agent: routing mode %q: want %q or empty", m, RoutingModeNative)
 	}
 	if o.Endpoints.RegisterTimeout > cni.AgentRegisterTimeout-RegisterMargin {
 		return fmt.Errorf("agent: register timeout %v must leave the CNI plugin's %v a margin of %v", o.Endpoints.RegisterTimeout, cni.AgentRegisterTimeout, RegisterMargin)
@@ -264,6 +282,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := p.policy.Watch(ctx, c); err != nil {
 		return err
 	}
+	routes, undoRoutes, err := a.routeSync(ctx, log, c)
+	if err != nil {
+		return err
+	}
+	defer undoRoutes()
 	srv, err := a.listen(p)
 	if err != nil {
 		return err
@@ -300,6 +323,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	goNamed("applier", func() error { p.applier.Run(gctx); return nil })
 	goNamed("endpoints", func() error { p.endpoints.Run(gctx, o.Endpoints.GCInterval); return nil })
 	goNamed("status", func() error { rep.run(gctx); return nil })
+	if routes != nil {
+		goNamed("routes", func() error { return routes.Run(gctx, c.WaitForCacheSync) })
+	}
 	if ipam != nil {
 		goNamed("ipam", func() error { return ipam.Run(gctx, o.IPAM.SyncInterval) })
 	}
@@ -341,4 +367,27 @@ func (a *Agent) ipamSyncer() (*nodeipam.Syncer, error) {
 		return nil, fmt.Errorf("create client: %w", err)
 	}
 	return &nodeipam.Syncer{Client: direct, NodeName: o.NodeName, AllocationFile: o.IPAM.AllocationFile, StateDir: o.IPAM.CNIStateDir}, nil
+}
+
+// routeSync is the native routing part, writing routes in the node's
+// namespace, with its metrics registered and its informers watched (nil
+// unless the routing mode is native). The func unregisters the metrics.
+func (a *Agent) routeSync(ctx context.Context, log logr.Logger, c cache.Cache) (*routesync.Sync, func(), error) {
+	if a.opts.Routing.Mode != RoutingModeNative {
+		return nil, func() {}, nil
+	}
+	log.Info("Native routing: keeping routes to other nodes' pod ranges", "protocol", int(routesync.Protocol))
+	rs := routesync.New(routesync.Config{
+		Log: log.WithName("routes"), Node: a.opts.NodeName, Reader: c,
+		Kernel: &routesync.Kernel{NetNS: a.opts.Node.NetNS},
+	})
+	undo, err := registerAll(a.opts.Serving.Registry, rs.Collectors())
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := rs.Watch(ctx, c); err != nil {
+		undo()
+		return nil, nil, err
+	}
+	return rs, undo, nil
 }

@@ -11,6 +11,10 @@
 //     registry's attaches, detaches and sweeps run through its Exclusive;
 //   - endpoint: the registry of the pods the CNI plugin hands over, their
 //     IDs and state file, the socket API, attaching to host veths.
+//   - routesync (Options.Routing.Mode "Native" only): kernel routes in
+//     the node's namespace to every other node's pod ranges via its
+//     InternalIP. Kernel routes aren't datapath writes, so it writes them
+//     itself, marked with its own route protocol.
 //
 // The parts don't import each other's types (but for endpoint.OnePerFamily):
 // each says what it needs in a small interface, and policyState adapts the

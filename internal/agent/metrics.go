@@ -57,13 +57,18 @@ func (m *agentMetrics) collectors() []prometheus.Collector {
 
 // register adds the metrics to r and returns what undoes it.
 func (m *agentMetrics) register(r prometheus.Registerer) (func(), error) {
+	return registerAll(r, m.collectors())
+}
+
+// registerAll adds cs to r, all or none, and returns what undoes it.
+func registerAll(r prometheus.Registerer, cs []prometheus.Collector) (func(), error) {
 	var done []prometheus.Collector
 	undo := func() {
 		for _, c := range done {
 			r.Unregister(c)
 		}
 	}
-	for _, c := range m.collectors() {
+	for _, c := range cs {
 		if err := r.Register(c); err != nil {
 			undo()
 			var are prometheus.AlreadyRegisteredError

@@ -13,6 +13,7 @@
 //   - Pods: each its own network namespace, added and deleted through the
 //     real sluice-cni binary by libcni, with CNI_ARGS as kubelet passes
 //     them: the container runtime's calling convention, not a shortcut.
+//   - Underlay: the node network between nodes (underlay.go).
 //   - Traffic: an echo server (TCP, UDP and SCTP), single probes with a
 //     verdict (reached, timed out, failed), and the reachability matrix
 //     (cells from pod to pod on a port) with a wait until it agrees with
@@ -21,8 +22,16 @@
 // Namespaces are named (bind mounts in /run/netns, made with `ip netns`),
 // so `ip netns exec` reaches them and leftovers are easy to find: a node's
 // namespaces all start with its NetNSPrefix, its host namespace is
-// <prefix>host. Several nodes coexist as long as their prefixes differ;
-// joining their host namespaces (an underlay) is the caller's business.
+// <prefix>host. Several nodes coexist as long as their prefixes differ.
+//
+// An Underlay joins nodes as a real cluster's node network does: a
+// namespace holding a Linux bridge, with an IPv4 and an IPv6 node subnet;
+// a node joins it with a veth (UnderlayIfName in its host namespace)
+// carrying its addresses, the InternalIPs its Node object would report.
+// The underlay gives the nodes a link, not routes to each other's pods:
+// those are the agent's job, as on a real cluster. Nothing touches the
+// machine's own network, and removing the underlay's namespace takes every
+// node's underlay veth with it.
 //
 // What is real: namespaces, veths, routes, the plugin binary and its
 // configuration, the agent when a caller runs one, and every packet.

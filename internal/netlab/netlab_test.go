@@ -268,3 +268,47 @@ func TestAgrees(t *testing.T) {
 		t.Errorf("Cells without self = %v", cs)
 	}
 }
+
+// Nodes on one underlay reach each other's host namespaces over it, in
+// both families, and nothing else: their pods have no routes to each
+// other until someone (the agent) adds them.
+func TestUnderlay(t *testing.T) {
+	u, nodes := netlabtest.NewNodes(t, 2, netlab.NodeOptions{})
+	// The veths' carriers come up asynchronously: wait for them.
+	start := time.Now()
+	NewWithT(t).Eventually(func(g Gomega) {
+		for i, n := range nodes {
+			for _, dst := range u.NodeAddrs(1 - i) {
+				// A refused connection proves the SYN got there and
+				// the RST came back.
+				var err error
+				n.In(func() error {
+					err = netlab.EchoOnce(dst, netlab.TCP(1), time.Now().Add(200*time.Millisecond))
+					return nil
+				})
+				g.Expect(err).To(MatchError(unix.ECONNREFUSED), "node %d -> %s over the underlay", i, dst)
+			}
+		}
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	t.Logf("nodes reach each other %v after joining", time.Since(start))
+	if got := u.NodeAddrs(1); got[0] != netip.MustParseAddr("192.168.200.2") || got[1] != netip.MustParseAddr("fd5c:1ce:200::2") {
+		t.Errorf("NodeAddrs(1) = %v", got)
+	}
+	if err := nodes[0].JoinUnderlay(u, netip.MustParseAddr("10.0.0.1")); err == nil {
+		t.Error("joined with an address outside the underlay's subnets")
+	}
+	name := u.NetNSName()
+	if err := u.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if netlab.NetNSExists(name) {
+		t.Error("the underlay's netns outlived Remove")
+	}
+	// The kernel tears a namespace down asynchronously, and the node's
+	// veth end with it.
+	NewWithT(t).Eventually(func() error {
+		var err error
+		nodes[0].In(func() error { _, err = netlink.LinkByName(netlab.UnderlayIfName); return nil })
+		return err
+	}).WithTimeout(10*time.Second).Should(HaveOccurred(), "the node's underlay veth outlived the underlay")
+}

@@ -142,6 +142,43 @@ func NewNodeWith(t testing.TB, opts netlab.NodeOptions) *Node {
 	return &Node{Node: n, t: t}
 }
 
+// NewUnderlay creates an underlay (netlab.CreateUnderlay) with a prefix of
+// its own unless opts has one, removed when the test ends.
+func NewUnderlay(t testing.TB, opts netlab.UnderlayOptions) *netlab.Underlay {
+	t.Helper()
+	RequirePrivileged(t)
+	if opts.NetNSPrefix == "" {
+		opts.NetNSPrefix = uniquePrefix(t)
+	}
+	u, err := netlab.CreateUnderlay(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := u.Remove(); err != nil {
+			t.Errorf("remove underlay: %v", err)
+		}
+	})
+	return u
+}
+
+// NewNodes creates count nodes with opts (as NewNodeWith, each with a
+// prefix of its own) on one new underlay, node i with the underlay's
+// NodeAddrs(i) on its UnderlayIfName.
+func NewNodes(t testing.TB, count int, opts netlab.NodeOptions) (*netlab.Underlay, []*Node) {
+	t.Helper()
+	u := NewUnderlay(t, netlab.UnderlayOptions{})
+	nodes := make([]*Node, count)
+	for i := range nodes {
+		n := NewNodeWith(t, opts)
+		if err := n.JoinUnderlay(u, u.NodeAddrs(i)...); err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = n
+	}
+	return u, nodes
+}
+
 // In runs fn in the node's host namespace and fails the test on error.
 func (n *Node) In(fn func() error) {
 	n.t.Helper()

@@ -1,0 +1,180 @@
+package routesync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/sluice-dev/sluice/api/v1"
+)
+
+// DefaultResync is how often Sync replans without a change: a route
+// someone deleted comes back within it.
+const DefaultResync = 30 * time.Second
+
+// Writer is what Sync needs of the kernel (Kernel in production).
+type Writer interface {
+	Sync(want []Route) (Outcome, error)
+}
+
+// Config configures a Sync.
+type Config struct {
+	Log logr.Logger
+	// Node is this node's name: its own ranges get no route.
+	Node string
+	// Reader lists Nodes and NodeNetworks (the agent's cache).
+	Reader client.Reader
+	Kernel Writer
+	// Resync is DefaultResync when zero.
+	Resync time.Duration
+}
+
+// Sync is the route loop: replan on every relevant change and every
+// Resync, write the result through Kernel.
+type Sync struct {
+	cfg     Config
+	trigger chan struct{}
+	// The metrics, and the last problems and conflicts logged, so that a
+	// steady state logs once.
+	routes, conflicts prometheus.Gauge
+	errors            prometheus.Counter
+	lastReport        []string
+}
+
+// New makes a Sync; Watch then Run start it.
+func New(cfg Config) *Sync {
+	if cfg.Resync <= 0 {
+		cfg.Resync = DefaultResync
+	}
+	return &Sync{
+		cfg: cfg, trigger: make(chan struct{}, 1),
+		routes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_agent_routes",
+			Help: "Kernel routes the agent keeps to other nodes' pod ranges (native routing).",
+		}),
+		conflicts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_agent_route_conflicts",
+			Help: "Routes to other nodes' pod ranges the agent can't install because a route it doesn't own has the destination (the log names them).",
+		}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_agent_route_sync_errors_total",
+			Help: "Route syncs that failed to write a route (they are retried).",
+		}),
+	}
+}
+
+// Collectors are the loop's metrics.
+func (s *Sync) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.routes, s.conflicts, s.errors}
+}
+
+// Watch registers the informers' event handlers: a Node's addresses and a
+// NodeNetwork's ranges trigger a replan, heartbeats don't.
+func (s *Sync) Watch(ctx context.Context, informers cache.Informers) error {
+	for _, w := range []struct {
+		obj     client.Object
+		changed func(o, n any) bool
+	}{
+		{&corev1.Node{}, func(o, n any) bool {
+			return !reflect.DeepEqual(o.(*corev1.Node).Status.Addresses, n.(*corev1.Node).Status.Addresses)
+		}},
+		{&v1.NodeNetwork{}, func(o, n any) bool {
+			on, nn := o.(*v1.NodeNetwork), n.(*v1.NodeNetwork)
+			return !slices.Equal(on.Status.CIDRs, nn.Status.CIDRs) || (on.DeletionTimestamp == nil) != (nn.DeletionTimestamp == nil)
+		}},
+	} {
+		inf, err := informers.GetInformer(ctx, w.obj)
+		if err != nil {
+			return fmt.Errorf("informer for %T: %w", w.obj, err)
+		}
+		changed := w.changed
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc: func(any) { s.poke() },
+			UpdateFunc: func(o, n any) {
+				if changed(o, n) {
+					s.poke()
+				}
+			},
+			DeleteFunc: func(any) { s.poke() },
+		}); err != nil {
+			return fmt.Errorf("watch %T: %w", w.obj, err)
+		}
+	}
+	return nil
+}
+
+func (s *Sync) poke() {
+	select {
+	case s.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Run waits for the caches (planning from a cache that hasn't synced would
+// remove every route), then syncs on every trigger and every Resync until
+// ctx ends. A failed sync is retried at the next one; it doesn't stop Run.
+func (s *Sync) Run(ctx context.Context, waitForCacheSync func(context.Context) bool) error {
+	if !waitForCacheSync(ctx) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return errors.New("informer caches did not sync")
+	}
+	tick := time.NewTicker(s.cfg.Resync)
+	defer tick.Stop()
+	for {
+		if err := s.SyncOnce(ctx); err != nil {
+			s.errors.Inc()
+			s.cfg.Log.Error(err, "Syncing routes to other nodes' pods failed; retrying")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.trigger:
+		case <-tick.C:
+		}
+	}
+}
+
+// SyncOnce plans from the reader and writes the plan.
+func (s *Sync) SyncOnce(ctx context.Context) error {
+	var nodes corev1.NodeList
+	if err := s.cfg.Reader.List(ctx, &nodes); err != nil {
+		return fmt.Errorf("list nodes: %w", err)
+	}
+	var networks v1.NodeNetworkList
+	if err := s.cfg.Reader.List(ctx, &networks); err != nil {
+		return fmt.Errorf("list nodenetworks: %w", err)
+	}
+	want, problems := Plan(s.cfg.Node, nodes.Items, networks.Items)
+	out, err := s.cfg.Kernel.Sync(want)
+	s.routes.Set(float64(out.Installed))
+	s.conflicts.Set(float64(len(out.Conflicts)))
+	for _, r := range out.Added {
+		s.cfg.Log.Info("Route added", "dst", r.Dst, "via", r.Via, "node", r.Node)
+	}
+	for _, dst := range out.Removed {
+		s.cfg.Log.Info("Route removed", "dst", dst)
+	}
+	report := slices.Clone(problems)
+	for _, c := range out.Conflicts {
+		report = append(report, c.String())
+	}
+	if !slices.Equal(report, s.lastReport) {
+		for _, p := range report {
+			s.cfg.Log.Error(errors.New(p), "A pod range of another node is not routed")
+		}
+		s.lastReport = report
+	}
+	return err
+}
