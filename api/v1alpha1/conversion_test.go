@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/randfill"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
@@ -122,6 +123,25 @@ func TestConvertExamples(t *testing.T) {
 		}
 		if spoke.Spec.EBPFDataplane != EBPFDataplaneCilium || spoke.Annotations != nil {
 			t.Errorf("got %+v, annotations %v", spoke.Spec, spoke.Annotations)
+		}
+	})
+	t.Run("routing, which v1alpha1 lacks, travels in the annotation", func(t *testing.T) {
+		in := &v1.DataplaneConfig{Spec: v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{
+			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve, UnderlayMTU: ptr.To[int32](9000),
+		}}}
+		spoke := &DataplaneConfig{}
+		if err := ConvertFromV1(in, spoke); err != nil {
+			t.Fatal(err)
+		}
+		if !containsAll(spoke.Annotations[V1FieldsAnnotation], `"mode":"Tunnel"`, `"tunnelProtocol":"Geneve"`, `"underlayMTU":9000`) {
+			t.Errorf("annotation = %q, want the routing settings", spoke.Annotations[V1FieldsAnnotation])
+		}
+		out := &v1.DataplaneConfig{}
+		if err := ConvertToV1(spoke, out); err != nil {
+			t.Fatal(err)
+		}
+		if !apiequality.Semantic.DeepEqual(in.Spec.Routing, out.Spec.Routing) {
+			t.Errorf("routing came back as %+v, want %+v", out.Spec.Routing, in.Spec.Routing)
 		}
 	})
 	t.Run("a hand-edited annotation is refused with a message", func(t *testing.T) {

@@ -12,12 +12,18 @@ const ConflistKey = cni.ConflistFileName
 // Conflist renders the CNI configuration for the effective config, or ""
 // when pod networking belongs to a CNI the user brings (networkPlugin none).
 // The plugin's own defaults place every file under the hostPaths the
-// DaemonSet mounts; the agent listens on cni.DefaultAgentSocket.
+// DaemonSet mounts; the agent listens on cni.DefaultAgentSocket. Pods get
+// the effective pod MTU, which leaves room for the tunnel header in Tunnel
+// mode; an effective config without one (written before routing existed)
+// keeps the plugin's default.
 func Conflist(cfg *v1.EffectiveConfig) (string, error) {
 	if cfg.NetworkPlugin != v1.NetworkPluginAzure {
 		return "", nil
 	}
-	data, err := cni.RenderConflist(cni.ConflistOptions{AgentSocket: cni.DefaultAgentSocket})
+	data, err := cni.RenderConflist(cni.ConflistOptions{
+		AgentSocket: cni.DefaultAgentSocket,
+		MTU:         int(cfg.Routing.PodMTU),
+	})
 	if err != nil {
 		return "", err
 	}
