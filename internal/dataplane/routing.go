@@ -24,8 +24,8 @@ const (
 	GeneveOverhead = int32(20 + 8 + 8 + 14)
 )
 
-// effectiveRouting fills in the routing defaults and derives the pod MTU.
-func effectiveRouting(in *v1.RoutingSettings) v1.EffectiveRouting {
+// EffectiveRouting fills in the routing defaults and derives the pod MTU.
+func EffectiveRouting(in *v1.RoutingSettings) v1.EffectiveRouting {
 	if in == nil {
 		in = &v1.RoutingSettings{}
 	}
