@@ -92,6 +92,9 @@ func dataplaneConfig(dpc *v1.DataplaneConfig, p *problems) *DataplaneConfig {
 		out.PodCIDR = eff.PodCIDR
 		out.IPAMPools = eff.IPAMPools
 		out.KubeProxyReplacement = eff.KubeProxyReplacement
+		out.RoutingMode = string(eff.Routing.Mode)
+		out.TunnelProtocol = string(eff.Routing.TunnelProtocol)
+		out.PodMTU = eff.Routing.PodMTU
 		out.AgentImage = eff.Agent.Image
 	}
 
