@@ -285,7 +285,7 @@ var _ = Describe("DataplaneConfig", func() {
 			Eventually(func(g Gomega) {
 				got := dpcFromServer(ctx)
 				g.Expect(got.Status.Effective).NotTo(BeNil())
-				g.Expect(got.Status.Effective.Routing).To(Equal(v1.EffectiveRouting{
+				g.Expect(got.Status.Effective.Routing).To(Equal(&v1.EffectiveRouting{
 					Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve, UnderlayMTU: 1500, PodMTU: 1450,
 				}))
 				g.Expect(got.Spec.Routing.UnderlayMTU).To(BeNil(), "the operator never writes spec")

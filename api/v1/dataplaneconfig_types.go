@@ -341,9 +341,13 @@ type EffectiveConfig struct {
 	NodePoolLabel string   `json:"nodePoolLabel"`
 	// kubeProxyReplacement is true when the dataplane routes Services
 	// itself and kube-proxy must not run.
-	KubeProxyReplacement bool                   `json:"kubeProxyReplacement"`
-	Routing              EffectiveRouting       `json:"routing"`
-	Agent                EffectiveAgentSettings `json:"agent"`
+	KubeProxyReplacement bool `json:"kubeProxyReplacement"`
+	// routing is how pod traffic crosses between nodes. The operator always
+	// sets it; it is optional so that a status written by an operator that
+	// predates it stays valid.
+	// +optional
+	Routing *EffectiveRouting      `json:"routing,omitempty"`
+	Agent   EffectiveAgentSettings `json:"agent"`
 }
 
 // EffectiveRouting is RoutingSettings with every default filled in and

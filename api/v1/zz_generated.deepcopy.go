@@ -353,7 +353,11 @@ func (in *EffectiveConfig) DeepCopyInto(out *EffectiveConfig) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
-	out.Routing = in.Routing
+	if in.Routing != nil {
+		in, out := &in.Routing, &out.Routing
+		*out = new(EffectiveRouting)
+		**out = **in
+	}
 	in.Agent.DeepCopyInto(&out.Agent)
 }
 

@@ -31,7 +31,7 @@ func testConfig() *v1.EffectiveConfig {
 		IPAMPools:            []string{"pool-a", "pool-b"},
 		NodePoolLabel:        "kubernetes.azure.com/agentpool",
 		KubeProxyReplacement: true,
-		Routing: v1.EffectiveRouting{
+		Routing: &v1.EffectiveRouting{
 			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolVXLAN, UnderlayMTU: 1500, PodMTU: 1450,
 		},
 		Agent: v1.EffectiveAgentSettings{

@@ -25,8 +25,8 @@ func TestEffective(t *testing.T) {
 			PolicyEntries: 16384, ConntrackEntries: 524288, NATEntries: 524288, IPCacheEntries: 512000,
 		},
 	}
-	native := v1.EffectiveRouting{Mode: v1.RoutingModeNative, UnderlayMTU: 1500, PodMTU: 1500}
-	legacy := func(routing v1.EffectiveRouting) v1.EffectiveConfig {
+	native := &v1.EffectiveRouting{Mode: v1.RoutingModeNative, UnderlayMTU: 1500, PodMTU: 1500}
+	legacy := func(routing *v1.EffectiveRouting) v1.EffectiveConfig {
 		return v1.EffectiveConfig{
 			NetworkPlugin: v1.NetworkPluginAzure, NetworkDataplane: v1.NetworkDataplaneAzure,
 			NetworkPolicy: v1.NetworkPolicyNone, NodePoolLabel: DefaultNodePoolLabel,
@@ -97,11 +97,11 @@ func TestEffective(t *testing.T) {
 	}, {
 		name: "routing without a mode is native at the underlay's MTU",
 		spec: v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{UnderlayMTU: ptr.To[int32](9000)}},
-		want: legacy(v1.EffectiveRouting{Mode: v1.RoutingModeNative, UnderlayMTU: 9000, PodMTU: 9000}),
+		want: legacy(&v1.EffectiveRouting{Mode: v1.RoutingModeNative, UnderlayMTU: 9000, PodMTU: 9000}),
 	}, {
 		name: "a tunnel without a protocol is VXLAN and lowers the pod MTU",
 		spec: v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{Mode: v1.RoutingModeTunnel}},
-		want: legacy(v1.EffectiveRouting{
+		want: legacy(&v1.EffectiveRouting{
 			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolVXLAN, UnderlayMTU: 1500, PodMTU: 1450,
 		}),
 	}, {
@@ -109,7 +109,7 @@ func TestEffective(t *testing.T) {
 		spec: v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{
 			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve, UnderlayMTU: ptr.To[int32](9000),
 		}},
-		want: legacy(v1.EffectiveRouting{
+		want: legacy(&v1.EffectiveRouting{
 			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve, UnderlayMTU: 9000, PodMTU: 8950,
 		}),
 	}}

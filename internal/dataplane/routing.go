@@ -25,11 +25,11 @@ const (
 )
 
 // EffectiveRouting fills in the routing defaults and derives the pod MTU.
-func EffectiveRouting(in *v1.RoutingSettings) v1.EffectiveRouting {
+func EffectiveRouting(in *v1.RoutingSettings) *v1.EffectiveRouting {
 	if in == nil {
 		in = &v1.RoutingSettings{}
 	}
-	out := v1.EffectiveRouting{
+	out := &v1.EffectiveRouting{
 		Mode:        or(in.Mode, DefaultRoutingMode),
 		UnderlayMTU: orPtr(in.UnderlayMTU, DefaultUnderlayMTU),
 	}

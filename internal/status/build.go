@@ -92,9 +92,11 @@ func dataplaneConfig(dpc *v1.DataplaneConfig, p *problems) *DataplaneConfig {
 		out.PodCIDR = eff.PodCIDR
 		out.IPAMPools = eff.IPAMPools
 		out.KubeProxyReplacement = eff.KubeProxyReplacement
-		out.RoutingMode = string(eff.Routing.Mode)
-		out.TunnelProtocol = string(eff.Routing.TunnelProtocol)
-		out.PodMTU = eff.Routing.PodMTU
+		if r := eff.Routing; r != nil {
+			out.RoutingMode = string(r.Mode)
+			out.TunnelProtocol = string(r.TunnelProtocol)
+			out.PodMTU = r.PodMTU
+		}
 		out.AgentImage = eff.Agent.Image
 	}
 

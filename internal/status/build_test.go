@@ -44,7 +44,7 @@ func healthyConfig() *v1.DataplaneConfig {
 			Effective: &v1.EffectiveConfig{
 				NetworkPlugin: v1.NetworkPluginAzure, NetworkDataplane: v1.NetworkDataplaneCilium,
 				NetworkPolicy: v1.NetworkPolicyCilium, KubeProxyReplacement: true,
-				Routing: v1.EffectiveRouting{Mode: v1.RoutingModeNative, UnderlayMTU: 1500, PodMTU: 1500},
+				Routing: &v1.EffectiveRouting{Mode: v1.RoutingModeNative, UnderlayMTU: 1500, PodMTU: 1500},
 				Agent:   v1.EffectiveAgentSettings{Image: "sluice/agent:dev"},
 			},
 			Agent: &v1.AgentRolloutStatus{DesiredNodes: 2, UpdatedNodes: 2, AvailableNodes: 2},
@@ -283,7 +283,7 @@ func TestWriteTable(t *testing.T) {
 	}
 
 	obs = healthy()
-	obs.Config.Status.Effective.Routing = v1.EffectiveRouting{
+	obs.Config.Status.Effective.Routing = &v1.EffectiveRouting{
 		Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve, UnderlayMTU: 9000, PodMTU: 8950,
 	}
 	out.Reset()
