@@ -10,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/randfill"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
@@ -126,8 +125,9 @@ func TestConvertExamples(t *testing.T) {
 		}
 	})
 	t.Run("routing, which v1alpha1 lacks, travels in the annotation", func(t *testing.T) {
+		jumbo := int32(9000)
 		in := &v1.DataplaneConfig{Spec: v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{
-			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve, UnderlayMTU: ptr.To[int32](9000),
+			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve, UnderlayMTU: &jumbo,
 		}}}
 		spoke := &DataplaneConfig{}
 		if err := ConvertFromV1(in, spoke); err != nil {
