@@ -178,7 +178,53 @@ var _ = Describe("DataplaneConfig", func() {
 			Entry("a podCIDR that overlaps the service CIDR", "default",
 				v1.DataplaneConfigSpec{PodCIDR: "10.0.0.0/8"},
 				"overlaps the service CIDR"),
+			Entry("a tunnel protocol with native routing", "default",
+				v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{Mode: v1.RoutingModeNative, TunnelProtocol: v1.TunnelProtocolVXLAN}},
+				"tunnelProtocol applies to mode Tunnel only: Native routing doesn't encapsulate"),
+			Entry("a tunnel protocol without a mode, which is native", "default",
+				v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{TunnelProtocol: v1.TunnelProtocolGeneve}},
+				"tunnelProtocol applies to mode Tunnel only"),
+			Entry("routing with a bring-your-own CNI", "default",
+				v1.DataplaneConfigSpec{NetworkPlugin: v1.NetworkPluginNone, Routing: &v1.RoutingSettings{Mode: v1.RoutingModeTunnel}},
+				"routing needs networkPlugin: azure (or unset)"),
+			Entry("an unknown routing mode", "default",
+				v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{Mode: "Overlay"}},
+				`Unsupported value: "Overlay": supported values: "Native", "Tunnel"`),
+			Entry("an underlay MTU below IPv6's minimum", "default",
+				v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{UnderlayMTU: ptr.To[int32](1000)}},
+				"spec.routing.underlayMTU: Invalid value: 1000: spec.routing.underlayMTU in body should be greater than or equal to 1280"),
 		)
+
+		It("keeps the routing mode in force, whether written out or not", func(ctx SpecContext) {
+			dpc := dataplaneConfig(v1.DataplaneConfigSpec{})
+			Expect(k8s.Create(ctx, dpc)).To(Succeed())
+			const modeMessage = "routing.mode can't change on a running cluster"
+
+			Expect(update(ctx, k8s, dpc, func() { dpc.Spec.Routing = &v1.RoutingSettings{Mode: v1.RoutingModeTunnel} })).
+				To(MatchError(ContainSubstring(modeMessage)))
+			Expect(update(ctx, k8s, dpc, func() {
+				dpc.Spec.Routing = &v1.RoutingSettings{Mode: v1.RoutingModeNative, UnderlayMTU: ptr.To[int32](9000)}
+			})).To(Succeed(), "writing out the mode in force, Native, changes nothing; the underlay MTU may change")
+			Expect(update(ctx, k8s, dpc, func() { dpc.Spec.Routing = nil })).To(Succeed())
+
+			deleteAll(ctx)
+			dpc = dataplaneConfig(v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{Mode: v1.RoutingModeTunnel}})
+			Expect(k8s.Create(ctx, dpc)).To(Succeed())
+			Expect(update(ctx, k8s, dpc, func() { dpc.Spec.Routing = nil })).
+				To(MatchError(ContainSubstring(modeMessage)), "removing the field is switching to Native too")
+			Expect(update(ctx, k8s, dpc, func() { dpc.Spec.Routing.TunnelProtocol = v1.TunnelProtocolGeneve })).
+				To(MatchError(ContainSubstring("routing.tunnelProtocol can't change on a running cluster")))
+			Expect(update(ctx, k8s, dpc, func() { dpc.Spec.Routing.TunnelProtocol = v1.TunnelProtocolVXLAN })).
+				To(Succeed(), "writing out the protocol in force, VXLAN, changes nothing")
+
+			// A v1alpha1 client that drops the v1 fields it can't see
+			// would switch the mode too. The v1 schema's rules don't see
+			// a v1alpha1 request; the webhook does.
+			old := &v1alpha1.DataplaneConfig{ObjectMeta: metav1.ObjectMeta{Name: v1.DataplaneConfigName}}
+			Expect(update(ctx, k8s, old, func() { delete(old.Annotations, v1alpha1.V1FieldsAnnotation) })).
+				To(MatchError(ContainSubstring(modeMessage)))
+			Expect(dpcFromServer(ctx).Spec.Routing.Mode).To(Equal(v1.RoutingModeTunnel))
+		})
 
 		It("refuses a podCIDR that holds a node's address", func(ctx SpecContext) {
 			node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-podcidr"}}
@@ -230,6 +276,28 @@ var _ = Describe("DataplaneConfig", func() {
 	})
 
 	Context("the agent", func() {
+		It("shows the routing in force and gives pods the tunnel's MTU", func(ctx SpecContext) {
+			dpc := dataplaneConfig(v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{
+				Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve,
+			}})
+			Expect(k8s.Create(ctx, dpc)).To(Succeed())
+
+			Eventually(func(g Gomega) {
+				got := dpcFromServer(ctx)
+				g.Expect(got.Status.Effective).NotTo(BeNil())
+				g.Expect(got.Status.Effective.Routing).To(Equal(&v1.EffectiveRouting{
+					Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve, UnderlayMTU: 1500, PodMTU: 1450,
+				}))
+				g.Expect(got.Spec.Routing.UnderlayMTU).To(BeNil(), "the operator never writes spec")
+			}).Should(Succeed())
+			Eventually(func(g Gomega) {
+				cm := &corev1.ConfigMap{}
+				g.Expect(k8s.Get(ctx, agentKey, cm)).To(Succeed())
+				g.Expect(cm.Data["config.yaml"]).To(ContainSubstring("routing:\n  mode: Tunnel\n"))
+				g.Expect(cm.Data["10-sluice.conflist"]).To(ContainSubstring(`"mtu": 1450`))
+			}).Should(Succeed())
+		})
+
 		It("renders the DaemonSet and ConfigMap from the effective configuration", func(ctx SpecContext) {
 			dpc := dataplaneConfig(v1.DataplaneConfigSpec{
 				NetworkDataplane: v1.NetworkDataplaneCilium,

@@ -58,6 +58,32 @@ const (
 	NetworkPolicyCilium NetworkPolicyEngine = "cilium"
 )
 
+// RoutingMode is how pod traffic crosses from one node to another.
+// +kubebuilder:validation:Enum=Native;Tunnel
+type RoutingMode string
+
+const (
+	// RoutingModeNative sends pod packets between nodes unencapsulated:
+	// each node routes every other node's pod ranges to that node's
+	// address, so the network between nodes must carry pod addresses.
+	RoutingModeNative RoutingMode = "Native"
+	// RoutingModeTunnel encapsulates pod packets between nodes in
+	// TunnelProtocol, so the network between nodes only sees node
+	// addresses.
+	RoutingModeTunnel RoutingMode = "Tunnel"
+)
+
+// TunnelProtocol is the encapsulation of RoutingModeTunnel.
+// +kubebuilder:validation:Enum=VXLAN;Geneve
+type TunnelProtocol string
+
+const (
+	// TunnelProtocolVXLAN is VXLAN (RFC 7348).
+	TunnelProtocolVXLAN TunnelProtocol = "VXLAN"
+	// TunnelProtocolGeneve is Geneve (RFC 8926).
+	TunnelProtocolGeneve TunnelProtocol = "Geneve"
+)
+
 // LogLevel is the verbosity of the node agent.
 // +kubebuilder:validation:Enum=debug;info;warn;error
 type LogLevel string
@@ -79,6 +105,9 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.networkPluginMode) || !has(self.networkPlugin) || self.networkPlugin == 'azure'",message="networkPluginMode: overlay needs networkPlugin: azure; with networkPlugin: none the pod network belongs to your own CNI, so leave networkPluginMode unset"
 // +kubebuilder:validation:XValidation:rule="!has(self.networkDataplane) || self.networkDataplane != 'cilium' || !has(self.networkPlugin) || self.networkPlugin == 'azure'",message="networkDataplane: cilium needs networkPlugin: azure (or unset); the eBPF dataplane attaches to the interfaces Sluice's plugin creates"
 // +kubebuilder:validation:XValidation:rule="!has(self.networkPolicy) || self.networkPolicy != 'cilium' || (has(self.networkDataplane) && self.networkDataplane == 'cilium')",message="networkPolicy: cilium needs networkDataplane: cilium; set networkDataplane: cilium, or choose networkPolicy none, azure or calico"
+// +kubebuilder:validation:XValidation:rule="!has(self.routing) || !has(self.networkPlugin) || self.networkPlugin == 'azure'",message="routing needs networkPlugin: azure (or unset); with networkPlugin: none your own CNI carries pod traffic between nodes, so leave routing unset"
+// +kubebuilder:validation:XValidation:rule="(has(self.routing) && has(self.routing.mode) ? self.routing.mode : 'Native') == (has(oldSelf.routing) && has(oldSelf.routing.mode) ? oldSelf.routing.mode : 'Native')",message="routing.mode can't change on a running cluster: nodes that switch at different moments can't reach each other's pods (the mode in force is Native while routing.mode is unset); create a new cluster to use another mode"
+// +kubebuilder:validation:XValidation:rule="(has(self.routing) && has(self.routing.tunnelProtocol) ? self.routing.tunnelProtocol : 'VXLAN') == (has(oldSelf.routing) && has(oldSelf.routing.tunnelProtocol) ? oldSelf.routing.tunnelProtocol : 'VXLAN')",message="routing.tunnelProtocol can't change on a running cluster: a node decapsulates only the protocol in force (VXLAN while tunnelProtocol is unset), so nodes that switch at different moments can't reach each other's pods; create a new cluster to use another protocol"
 type DataplaneConfigSpec struct {
 	// networkPlugin is the CNI plugin that wires pods: "azure" (Sluice's
 	// plugin, the default) or "none" to bring your own CNI.
@@ -128,10 +157,58 @@ type DataplaneConfigSpec struct {
 	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`
 	NodePoolLabel string `json:"nodePoolLabel,omitempty"`
 
+	// routing is how pod traffic crosses between nodes. Unset fields take
+	// the defaults shown in status.effective.routing.
+	// +optional
+	Routing *RoutingSettings `json:"routing,omitempty"`
+
 	// agent tunes the node agent DaemonSet. Unset fields take the defaults
 	// shown in status.effective.agent.
 	// +optional
 	Agent *AgentSettings `json:"agent,omitempty"`
+}
+
+// RoutingSettings say how pod packets travel between nodes.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.tunnelProtocol) || (has(self.mode) && self.mode == 'Tunnel')",message="tunnelProtocol applies to mode Tunnel only: Native routing doesn't encapsulate; set mode: Tunnel or remove tunnelProtocol"
+type RoutingSettings struct {
+	// mode is "Native" (the default) or "Tunnel", and can't change once
+	// set.
+	//
+	// Native: every node routes each other node's pod ranges to that
+	// node's address, and pod packets cross the network between nodes
+	// unencapsulated, at full MTU. It fits where that network delivers
+	// packets addressed to pods: a cloud network with a route table for
+	// the pod ranges, pods in the node subnet (IPAM mode Subnet), or nodes
+	// on one flat L2 segment. It is the default because the cloud product
+	// Sluice models runs this way.
+	//
+	// Tunnel: pod packets between nodes are wrapped in tunnelProtocol,
+	// addressed node to node. It fits where the network between nodes
+	// knows only node addresses and drops or misroutes pod addresses (an
+	// overlay podCIDR with no routes for it, a network you don't control).
+	// The price: pods get an MTU lowered by the encapsulation overhead (see
+	// status.effective.routing.podMTU) and every packet between nodes costs
+	// an encapsulation.
+	// +optional
+	Mode RoutingMode `json:"mode,omitempty"`
+
+	// tunnelProtocol is the encapsulation of mode Tunnel: "VXLAN" (the
+	// default) or "Geneve". Both add 50 bytes to every packet over an IPv4
+	// underlay (Sluice sends no Geneve options). Only with mode Tunnel;
+	// can't change once set.
+	// +optional
+	TunnelProtocol TunnelProtocol `json:"tunnelProtocol,omitempty"`
+
+	// underlayMTU is the MTU of the network between nodes, in bytes
+	// (default 1500; 9000 for jumbo frames where every node and the network
+	// support them). Pods get this MTU with mode Native, and this MTU less
+	// the encapsulation overhead with mode Tunnel. It applies to pods
+	// created after it changes; running pods keep their MTU.
+	// +optional
+	// +kubebuilder:validation:Minimum=1280
+	// +kubebuilder:validation:Maximum=9000
+	UnderlayMTU *int32 `json:"underlayMTU,omitempty"`
 }
 
 // IPAMPoolReference names an IPAMPool.
@@ -264,8 +341,26 @@ type EffectiveConfig struct {
 	NodePoolLabel string   `json:"nodePoolLabel"`
 	// kubeProxyReplacement is true when the dataplane routes Services
 	// itself and kube-proxy must not run.
-	KubeProxyReplacement bool                   `json:"kubeProxyReplacement"`
-	Agent                EffectiveAgentSettings `json:"agent"`
+	KubeProxyReplacement bool `json:"kubeProxyReplacement"`
+	// routing is how pod traffic crosses between nodes. The operator always
+	// sets it; it is optional so that a status written by an operator that
+	// predates it stays valid.
+	// +optional
+	Routing *EffectiveRouting      `json:"routing,omitempty"`
+	Agent   EffectiveAgentSettings `json:"agent"`
+}
+
+// EffectiveRouting is RoutingSettings with every default filled in and
+// the pod MTU that follows from them.
+type EffectiveRouting struct {
+	Mode RoutingMode `json:"mode"`
+	// tunnelProtocol is set with mode Tunnel only.
+	// +optional
+	TunnelProtocol TunnelProtocol `json:"tunnelProtocol,omitempty"`
+	UnderlayMTU    int32          `json:"underlayMTU"`
+	// podMTU is the MTU of every pod's interface: underlayMTU less the
+	// encapsulation overhead of the tunnel, if any.
+	PodMTU int32 `json:"podMTU"`
 }
 
 // EffectiveAgentSettings are AgentSettings with every default filled in.
@@ -311,6 +406,7 @@ type AgentRolloutStatus struct {
 // +kubebuilder:resource:scope=Cluster,shortName=dpc
 // +kubebuilder:printcolumn:name="Dataplane",type=string,JSONPath=`.status.effective.networkDataplane`
 // +kubebuilder:printcolumn:name="Policy",type=string,JSONPath=`.status.effective.networkPolicy`
+// +kubebuilder:printcolumn:name="Routing",type=string,JSONPath=`.status.effective.routing.mode`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name == 'default'",message="DataplaneConfig is a cluster singleton: its name must be 'default'"

@@ -23,6 +23,7 @@ type v1Fields struct {
 	ExplicitAzureDataplane bool                   `json:"explicitAzureDataplane,omitempty"`
 	IPAMPools              []v1.IPAMPoolReference `json:"ipamPools,omitempty"`
 	NodePoolLabel          string                 `json:"nodePoolLabel,omitempty"`
+	Routing                *v1.RoutingSettings    `json:"routing,omitempty"`
 	Agent                  *v1.AgentSettings      `json:"agent,omitempty"`
 	Effective              *v1.EffectiveConfig    `json:"effective,omitempty"`
 	AgentRollout           *v1.AgentRolloutStatus `json:"agentRollout,omitempty"`
@@ -30,7 +31,7 @@ type v1Fields struct {
 
 func (f v1Fields) empty() bool {
 	return !f.ExplicitAzureDataplane && len(f.IPAMPools) == 0 && f.NodePoolLabel == "" &&
-		f.Agent == nil && f.Effective == nil && f.AgentRollout == nil
+		f.Routing == nil && f.Agent == nil && f.Effective == nil && f.AgentRollout == nil
 }
 
 // ConvertToV1 converts a v1alpha1 DataplaneConfig into the hub version.
@@ -56,6 +57,7 @@ func ConvertToV1(src *DataplaneConfig, dst *v1.DataplaneConfig) error {
 		PodCIDR:           in.PodCidr,
 		IPAMPools:         kept.IPAMPools,
 		NodePoolLabel:     kept.NodePoolLabel,
+		Routing:           kept.Routing,
 		Agent:             kept.Agent,
 	}
 	if in.EBPFDataplane == "" && kept.ExplicitAzureDataplane {
@@ -77,6 +79,7 @@ func ConvertFromV1(src *v1.DataplaneConfig, dst *DataplaneConfig) error {
 	kept := v1Fields{
 		IPAMPools:     in.IPAMPools,
 		NodePoolLabel: in.NodePoolLabel,
+		Routing:       in.Routing,
 		Agent:         in.Agent,
 		Effective:     src.Status.DeepCopy().Effective,
 		AgentRollout:  src.Status.DeepCopy().Agent,

@@ -124,6 +124,26 @@ func TestConvertExamples(t *testing.T) {
 			t.Errorf("got %+v, annotations %v", spoke.Spec, spoke.Annotations)
 		}
 	})
+	t.Run("routing, which v1alpha1 lacks, travels in the annotation", func(t *testing.T) {
+		jumbo := int32(9000)
+		in := &v1.DataplaneConfig{Spec: v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{
+			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve, UnderlayMTU: &jumbo,
+		}}}
+		spoke := &DataplaneConfig{}
+		if err := ConvertFromV1(in, spoke); err != nil {
+			t.Fatal(err)
+		}
+		if !containsAll(spoke.Annotations[V1FieldsAnnotation], `"mode":"Tunnel"`, `"tunnelProtocol":"Geneve"`, `"underlayMTU":9000`) {
+			t.Errorf("annotation = %q, want the routing settings", spoke.Annotations[V1FieldsAnnotation])
+		}
+		out := &v1.DataplaneConfig{}
+		if err := ConvertToV1(spoke, out); err != nil {
+			t.Fatal(err)
+		}
+		if !apiequality.Semantic.DeepEqual(in.Spec.Routing, out.Spec.Routing) {
+			t.Errorf("routing came back as %+v, want %+v", out.Spec.Routing, in.Spec.Routing)
+		}
+	})
 	t.Run("a hand-edited annotation is refused with a message", func(t *testing.T) {
 		spoke := &DataplaneConfig{}
 		spoke.Annotations = map[string]string{V1FieldsAnnotation: "{not json"}

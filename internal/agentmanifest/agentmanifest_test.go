@@ -31,6 +31,9 @@ func testConfig() *v1.EffectiveConfig {
 		IPAMPools:            []string{"pool-a", "pool-b"},
 		NodePoolLabel:        "kubernetes.azure.com/agentpool",
 		KubeProxyReplacement: true,
+		Routing: &v1.EffectiveRouting{
+			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolVXLAN, UnderlayMTU: 1500, PodMTU: 1450,
+		},
 		Agent: v1.EffectiveAgentSettings{
 			Image:          "sluice/agent:v1.2.3",
 			LogLevel:       v1.LogLevelInfo,
@@ -129,6 +132,17 @@ func TestConfigMap(t *testing.T) {
 				if !strings.Contains(cm.Data["config.yaml"], s) {
 					t.Errorf("config.yaml lacks %q:\n%s", s, cm.Data["config.yaml"])
 				}
+			}
+		}},
+		{"config.yaml tells the agent how to route between nodes", func(t *testing.T) {
+			want := "routing:\n  mode: Tunnel\n  podMTU: 1450\n  tunnelProtocol: VXLAN\n  underlayMTU: 1500\n"
+			if !strings.Contains(cm.Data[ConfigFileKey], want) {
+				t.Errorf("config.yaml lacks\n%s\nin\n%s", want, cm.Data[ConfigFileKey])
+			}
+		}},
+		{"the conflist gives pods the tunnel's pod MTU", func(t *testing.T) {
+			if !strings.Contains(cm.Data[ConflistKey], `"mtu": 1450`) {
+				t.Errorf("conflist lacks mtu 1450:\n%s", cm.Data[ConflistKey])
 			}
 		}},
 	}

@@ -25,6 +25,14 @@ func TestEffective(t *testing.T) {
 			PolicyEntries: 16384, ConntrackEntries: 524288, NATEntries: 524288, IPCacheEntries: 512000,
 		},
 	}
+	native := &v1.EffectiveRouting{Mode: v1.RoutingModeNative, UnderlayMTU: 1500, PodMTU: 1500}
+	legacy := func(routing *v1.EffectiveRouting) v1.EffectiveConfig {
+		return v1.EffectiveConfig{
+			NetworkPlugin: v1.NetworkPluginAzure, NetworkDataplane: v1.NetworkDataplaneAzure,
+			NetworkPolicy: v1.NetworkPolicyNone, NodePoolLabel: DefaultNodePoolLabel,
+			Routing: routing, Agent: defaults,
+		}
+	}
 	tests := []struct {
 		name string
 		spec v1.DataplaneConfigSpec
@@ -34,14 +42,14 @@ func TestEffective(t *testing.T) {
 		spec: v1.DataplaneConfigSpec{},
 		want: v1.EffectiveConfig{
 			NetworkPlugin: v1.NetworkPluginAzure, NetworkDataplane: v1.NetworkDataplaneAzure,
-			NetworkPolicy: v1.NetworkPolicyNone, NodePoolLabel: DefaultNodePoolLabel, Agent: defaults,
+			NetworkPolicy: v1.NetworkPolicyNone, NodePoolLabel: DefaultNodePoolLabel, Routing: native, Agent: defaults,
 		},
 	}, {
 		name: "legacy dataplane keeps the policy engine it names",
 		spec: v1.DataplaneConfigSpec{NetworkPolicy: v1.NetworkPolicyCalico},
 		want: v1.EffectiveConfig{
 			NetworkPlugin: v1.NetworkPluginAzure, NetworkDataplane: v1.NetworkDataplaneAzure,
-			NetworkPolicy: v1.NetworkPolicyCalico, NodePoolLabel: DefaultNodePoolLabel, Agent: defaults,
+			NetworkPolicy: v1.NetworkPolicyCalico, NodePoolLabel: DefaultNodePoolLabel, Routing: native, Agent: defaults,
 		},
 	}, {
 		name: "eBPF dataplane replaces NPM and kube-proxy",
@@ -54,7 +62,7 @@ func TestEffective(t *testing.T) {
 			NetworkPlugin: v1.NetworkPluginAzure, NetworkPluginMode: v1.NetworkPluginModeOverlay,
 			NetworkDataplane: v1.NetworkDataplaneCilium, NetworkPolicy: v1.NetworkPolicyCilium,
 			PodCIDR: "192.168.0.0/16", IPAMPools: []string{"a", "b"}, NodePoolLabel: DefaultNodePoolLabel,
-			KubeProxyReplacement: true, Agent: defaults,
+			KubeProxyReplacement: true, Routing: native, Agent: defaults,
 		},
 	}, {
 		name: "eBPF dataplane overrides networkPolicy none",
@@ -62,7 +70,7 @@ func TestEffective(t *testing.T) {
 		want: v1.EffectiveConfig{
 			NetworkPlugin: v1.NetworkPluginAzure, NetworkDataplane: v1.NetworkDataplaneCilium,
 			NetworkPolicy: v1.NetworkPolicyCilium, NodePoolLabel: DefaultNodePoolLabel,
-			KubeProxyReplacement: true, Agent: defaults,
+			KubeProxyReplacement: true, Routing: native, Agent: defaults,
 		},
 	}, {
 		name: "agent settings override each default on its own",
@@ -77,7 +85,7 @@ func TestEffective(t *testing.T) {
 		},
 		want: v1.EffectiveConfig{
 			NetworkPlugin: v1.NetworkPluginAzure, NetworkDataplane: v1.NetworkDataplaneAzure,
-			NetworkPolicy: v1.NetworkPolicyNone, NodePoolLabel: "pool",
+			NetworkPolicy: v1.NetworkPolicyNone, NodePoolLabel: "pool", Routing: native,
 			Agent: v1.EffectiveAgentSettings{
 				Image: "custom:1", LogLevel: v1.LogLevelDebug, MaxUnavailable: intstr.FromString("10%"),
 				CPURequest: resource.MustParse("100m"), MemoryRequest: resource.MustParse("1Gi"),
@@ -86,12 +94,55 @@ func TestEffective(t *testing.T) {
 				},
 			},
 		},
+	}, {
+		name: "routing without a mode is native at the underlay's MTU",
+		spec: v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{UnderlayMTU: ptr.To[int32](9000)}},
+		want: legacy(&v1.EffectiveRouting{Mode: v1.RoutingModeNative, UnderlayMTU: 9000, PodMTU: 9000}),
+	}, {
+		name: "a tunnel without a protocol is VXLAN and lowers the pod MTU",
+		spec: v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{Mode: v1.RoutingModeTunnel}},
+		want: legacy(&v1.EffectiveRouting{
+			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolVXLAN, UnderlayMTU: 1500, PodMTU: 1450,
+		}),
+	}, {
+		name: "a Geneve tunnel over jumbo frames",
+		spec: v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{
+			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve, UnderlayMTU: ptr.To[int32](9000),
+		}},
+		want: legacy(&v1.EffectiveRouting{
+			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve, UnderlayMTU: 9000, PodMTU: 8950,
+		}),
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Effective(&tt.spec, testImage)
 			if !equality.Semantic.DeepEqual(*got, tt.want) {
 				t.Errorf("Effective() =\n%+v\nwant\n%+v", *got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPodMTU(t *testing.T) {
+	tests := []struct {
+		name     string
+		mode     v1.RoutingMode
+		protocol v1.TunnelProtocol
+		underlay int32
+		want     int32
+	}{
+		{"native keeps the underlay's MTU", v1.RoutingModeNative, "", 1500, 1500},
+		{"native with jumbo frames", v1.RoutingModeNative, "", 9000, 9000},
+		{"VXLAN takes 50 bytes", v1.RoutingModeTunnel, v1.TunnelProtocolVXLAN, 1500, 1450},
+		{"Geneve without options takes 50 bytes", v1.RoutingModeTunnel, v1.TunnelProtocolGeneve, 1500, 1450},
+		{"VXLAN over jumbo frames", v1.RoutingModeTunnel, v1.TunnelProtocolVXLAN, 9000, 8950},
+		{"the smallest underlay still leaves room for IPv6's minimum of 1280 less the tunnel",
+			v1.RoutingModeTunnel, v1.TunnelProtocolGeneve, 1280, 1230},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := PodMTU(tt.mode, tt.protocol, tt.underlay); got != tt.want {
+				t.Errorf("PodMTU(%s, %q, %d) = %d, want %d", tt.mode, tt.protocol, tt.underlay, got, tt.want)
 			}
 		})
 	}

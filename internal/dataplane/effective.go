@@ -34,6 +34,7 @@ func Effective(spec *v1.DataplaneConfigSpec, agentImage string) *v1.EffectiveCon
 	for _, ref := range spec.IPAMPools {
 		eff.IPAMPools = append(eff.IPAMPools, ref.Name)
 	}
+	eff.Routing = EffectiveRouting(spec.Routing)
 	eff.Agent = effectiveAgent(spec.Agent, agentImage)
 	return eff
 }

@@ -92,6 +92,11 @@ func dataplaneConfig(dpc *v1.DataplaneConfig, p *problems) *DataplaneConfig {
 		out.PodCIDR = eff.PodCIDR
 		out.IPAMPools = eff.IPAMPools
 		out.KubeProxyReplacement = eff.KubeProxyReplacement
+		if r := eff.Routing; r != nil {
+			out.RoutingMode = string(r.Mode)
+			out.TunnelProtocol = string(r.TunnelProtocol)
+			out.PodMTU = r.PodMTU
+		}
 		out.AgentImage = eff.Agent.Image
 	}
 

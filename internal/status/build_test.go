@@ -44,7 +44,8 @@ func healthyConfig() *v1.DataplaneConfig {
 			Effective: &v1.EffectiveConfig{
 				NetworkPlugin: v1.NetworkPluginAzure, NetworkDataplane: v1.NetworkDataplaneCilium,
 				NetworkPolicy: v1.NetworkPolicyCilium, KubeProxyReplacement: true,
-				Agent: v1.EffectiveAgentSettings{Image: "sluice/agent:dev"},
+				Routing: &v1.EffectiveRouting{Mode: v1.RoutingModeNative, UnderlayMTU: 1500, PodMTU: 1500},
+				Agent:   v1.EffectiveAgentSettings{Image: "sluice/agent:dev"},
 			},
 			Agent: &v1.AgentRolloutStatus{DesiredNodes: 2, UpdatedNodes: 2, AvailableNodes: 2},
 		},
@@ -206,6 +207,9 @@ func TestBuildReport(t *testing.T) {
 	if dpc.NetworkDataplane != "cilium" || dpc.NetworkPolicy != "cilium" || !dpc.KubeProxyReplacement || dpc.AgentImage != "sluice/agent:dev" {
 		t.Errorf("effective values %+v", dpc)
 	}
+	if dpc.RoutingMode != "Native" || dpc.TunnelProtocol != "" || dpc.PodMTU != 1500 {
+		t.Errorf("routing %q %q %d, want Native with pod MTU 1500", dpc.RoutingMode, dpc.TunnelProtocol, dpc.PodMTU)
+	}
 	var types []string
 	for _, c := range dpc.Conditions {
 		types = append(types, c.Type)
@@ -254,6 +258,15 @@ func TestReportJSONFields(t *testing.T) {
 			t.Errorf("agents has no %q: %s", k, doc["agents"])
 		}
 	}
+	var dpc map[string]json.RawMessage
+	if err := json.Unmarshal(doc["dataplaneConfig"], &dpc); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"networkDataplane", "networkPolicy", "kubeProxyReplacement", "routingMode", "podMTU"} {
+		if _, ok := dpc[k]; !ok {
+			t.Errorf("dataplaneConfig has no %q: %s", k, doc["dataplaneConfig"])
+		}
+	}
 }
 
 func TestWriteTable(t *testing.T) {
@@ -263,10 +276,22 @@ func TestWriteTable(t *testing.T) {
 	if err := WriteTable(&out, Build(obs, now)); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"dataplane cilium, policy cilium", "pod CIDR 192.168.0.0/16, IPAM pools all", "desired 2, ready 2, updated 2", "n1", "60m ago", "256/512", "Status: OK"} {
+	for _, want := range []string{"dataplane cilium, policy cilium", "routing Native (pod MTU 1500), kube-proxy replacement on", "pod CIDR 192.168.0.0/16, IPAM pools all", "desired 2, ready 2, updated 2", "n1", "60m ago", "256/512", "Status: OK"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table has no %q:\n%s", want, out.String())
 		}
+	}
+
+	obs = healthy()
+	obs.Config.Status.Effective.Routing = &v1.EffectiveRouting{
+		Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve, UnderlayMTU: 9000, PodMTU: 8950,
+	}
+	out.Reset()
+	if err := WriteTable(&out, Build(obs, now)); err != nil {
+		t.Fatal(err)
+	}
+	if want := "routing Tunnel (Geneve, pod MTU 8950)"; !strings.Contains(out.String(), want) {
+		t.Errorf("table has no %q:\n%s", want, out.String())
 	}
 
 	obs = healthy()

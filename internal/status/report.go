@@ -42,7 +42,13 @@ type DataplaneConfig struct {
 	PodCIDR              string   `json:"podCIDR,omitempty"`
 	IPAMPools            []string `json:"ipamPools,omitempty"`
 	KubeProxyReplacement bool     `json:"kubeProxyReplacement"`
-	AgentImage           string   `json:"agentImage,omitempty"`
+	// RoutingMode is how pod traffic crosses between nodes, Native or
+	// Tunnel; TunnelProtocol is set with Tunnel only. PodMTU is the MTU
+	// pods get, lowered by the tunnel's overhead.
+	RoutingMode    string `json:"routingMode,omitempty"`
+	TunnelProtocol string `json:"tunnelProtocol,omitempty"`
+	PodMTU         int32  `json:"podMTU,omitempty"`
+	AgentImage     string `json:"agentImage,omitempty"`
 	// Conditions are Ready, Progressing, Degraded and IPAMReady, in this
 	// order, those that are set.
 	Conditions []Condition `json:"conditions"`

@@ -44,8 +44,8 @@ func WriteTable(w io.Writer, r *Report) error {
 	if dpc := r.DataplaneConfig; dpc == nil {
 		line("DataplaneConfig: none")
 	} else {
-		line("DataplaneConfig %s: dataplane %s, policy %s, plugin %s, kube-proxy replacement %s",
-			dpc.Name, orDash(dpc.NetworkDataplane), orDash(dpc.NetworkPolicy), plugin(dpc), onOff(dpc.KubeProxyReplacement))
+		line("DataplaneConfig %s: dataplane %s, policy %s, plugin %s, routing %s, kube-proxy replacement %s",
+			dpc.Name, orDash(dpc.NetworkDataplane), orDash(dpc.NetworkPolicy), plugin(dpc), routing(dpc), onOff(dpc.KubeProxyReplacement))
 		if dpc.PodCIDR != "" || len(dpc.IPAMPools) > 0 {
 			// No pool named means every pool serves the cluster.
 			pools := "all"
@@ -119,6 +119,20 @@ func plugin(dpc *DataplaneConfig) string {
 		return orDash(dpc.NetworkPlugin)
 	}
 	return fmt.Sprintf("%s (%s)", dpc.NetworkPlugin, dpc.NetworkPluginMode)
+}
+
+// routing is the routing mode in force with what a user checks next: the
+// tunnel's protocol and the MTU pods get, e.g. "Tunnel (VXLAN, pod MTU 1450)".
+func routing(dpc *DataplaneConfig) string {
+	switch {
+	case dpc.RoutingMode == "":
+		// An operator that predates routing wrote no mode.
+		return "-"
+	case dpc.TunnelProtocol != "":
+		return fmt.Sprintf("%s (%s, pod MTU %d)", dpc.RoutingMode, dpc.TunnelProtocol, dpc.PodMTU)
+	default:
+		return fmt.Sprintf("%s (pod MTU %d)", dpc.RoutingMode, dpc.PodMTU)
+	}
 }
 
 // poolState is the pool's conditions that are not in their healthy
