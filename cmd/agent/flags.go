@@ -38,7 +38,7 @@ func bindFlags(fs *flag.FlagSet, getenv func(string) string) *flags {
 	fs.StringVar(&f.healthAddr, "health-addr", agent.DefaultHealthAddr, "Address of /healthz and /readyz; \"0\" disables them.")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", agent.DefaultMetricsAddr, "Address of /metrics; \"0\" disables it.")
 	fs.StringVar(&f.procSysNet, "proc-sys-net", agent.DefaultProcSysNet, "The node's /proc/sys/net (in a container, a read-write mount of it), where the agent turns IP forwarding on; empty leaves forwarding alone (development only).")
-	fs.StringVar(&f.routingMode, "routing-mode", "", "How pod traffic reaches other nodes: \"Native\" keeps a kernel route per other node's pod range via its InternalIP; empty leaves the node's routes alone.")
+	fs.StringVar(&f.routingMode, "routing-mode", "", "How pod traffic reaches other nodes: \"Native\" keeps a kernel route per other node's pod range via its InternalIP; empty takes the mode from --config (the cluster's routing in force), or leaves the node's routes alone without one.")
 	fs.StringVar(&f.allocationFile, "allocation-file", cni.DefaultAllocationFile, "The CNI plugin's allocation file, written from this node's NodeNetwork; empty disables the IPAM sync.")
 	fs.StringVar(&f.cniStateDir, "cni-state-dir", cni.DefaultStateDir, "The CNI plugin's state directory.")
 	fs.StringVar(&f.cniInstall.BinarySource, "cni-bin-source", "", "The CNI plugin binary to install on the node (in the agent image: /sluice-cni). The four --cni-* install flags go together; unset, nothing is installed.")
@@ -73,12 +73,18 @@ func (f *flags) options() (agent.Options, string, error) {
 	if err != nil {
 		return agent.Options{}, "", err
 	}
+	// The routing mode in force comes from the operator's config, as the
+	// log level does; the flag overrides it (development, the lab).
+	routingMode := f.routingMode
+	if routingMode == "" && cfg.Routing != nil {
+		routingMode = string(cfg.Routing.Mode)
+	}
 	opts := agent.Options{
 		NodeName:  f.nodeName,
 		Endpoints: agent.EndpointOptions{SocketPath: f.socket, StateFile: f.stateFile},
 		Serving:   agent.ServingOptions{HealthAddr: f.healthAddr, MetricsAddr: f.metricsAddr},
 		Node:      agent.NodeOptions{ProcSysNet: f.procSysNet},
-		Routing:   agent.RoutingOptions{Mode: f.routingMode},
+		Routing:   agent.RoutingOptions{Mode: routingMode},
 		// Unset sizes (no --config) are zero: the datapath then uses the
 		// same defaults the operator fills in. NATEntries has no map to
 		// size yet; Service NAT will read it.

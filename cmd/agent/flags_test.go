@@ -231,3 +231,45 @@ func sizes(t *testing.T, args ...string) datapath.Options {
 		MaxIPCacheEntries: opts.Datapath.MaxIPCacheEntries,
 	}
 }
+
+// TestRoutingModeFromTheConfig: the operator's config turns native
+// routing on; --routing-mode overrides it; without either, routes are left
+// alone.
+func TestRoutingModeFromTheConfig(t *testing.T) {
+	cm, err := agentmanifest.ConfigMap(&v1.EffectiveConfig{
+		NetworkPlugin: v1.NetworkPluginAzure, NetworkDataplane: "cilium", NetworkPolicy: "cilium",
+		Agent:   v1.EffectiveAgentSettings{Image: "sluice/agent:dev", LogLevel: v1.LogLevelInfo},
+		Routing: &v1.EffectiveRouting{Mode: v1.RoutingModeNative, UnderlayMTU: 1500, PodMTU: 1500},
+	}, agentmanifest.Params{Namespace: "sluice-system", Name: "sluice-agent", ServiceAccountName: "sluice-agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	native := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(native, []byte(cm.Data[agentmanifest.ConfigFileKey]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"the config's mode", []string{"--config=" + native}, agent.RoutingModeNative},
+		{"no config, no flag", []string{"--config="}, ""},
+		{"the flag without a config", []string{"--config=", "--routing-mode=Native"}, agent.RoutingModeNative},
+		{"a config without routing (an older operator)", []string{"--config=" + renderedConfig(t)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := parse(t, map[string]string{"NODE_NAME": "node-1"}, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts, _, err := f.options()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if opts.Routing.Mode != tc.want {
+				t.Errorf("routing mode %q, want %q", opts.Routing.Mode, tc.want)
+			}
+		})
+	}
+}

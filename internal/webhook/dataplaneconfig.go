@@ -78,7 +78,7 @@ func (v *DataplaneConfigValidator) validate(ctx context.Context, oldObj, obj *v1
 		oldSpec = &oldObj.Spec
 	}
 	warnings := dataplane.Warnings(oldSpec, &obj.Spec)
-	if errs := slices.Concat(validateRouting(oldSpec, &obj.Spec), validateAgent(obj.Spec.Agent)); len(errs) > 0 {
+	if errs := slices.Concat(validateRouting(oldSpec, &obj.Spec), tunnelNotYetAvailable(&obj.Spec), validateAgent(obj.Spec.Agent)); len(errs) > 0 {
 		return warnings, apierrors.NewInvalid(dataplaneConfigKind, obj.Name, errs)
 	}
 

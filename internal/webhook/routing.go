@@ -47,3 +47,17 @@ func validateRouting(old, spec *v1.DataplaneConfigSpec) field.ErrorList {
 	}
 	return errs
 }
+
+// tunnelNotYetAvailable refuses mode Tunnel: the API has the setting and
+// the operator computes its pod MTU, but this version's agents carry pod
+// traffic between nodes with native routing only. Accepting it would give
+// every pod a tunnel's MTU and leave nodes unable to reach each other's
+// pods; refusing it says so where the choice is made.
+func tunnelNotYetAvailable(spec *v1.DataplaneConfigSpec) field.ErrorList {
+	if dataplane.EffectiveRouting(spec.Routing).Mode != v1.RoutingModeTunnel {
+		return nil
+	}
+	return field.ErrorList{field.Forbidden(field.NewPath("spec", "routing", "mode"),
+		"mode Tunnel isn't available yet: this version's agents carry pod traffic between nodes with native routing only "+
+			"(a kernel route to each node's pod ranges via its address); use mode: Native, or leave routing unset")}
+}

@@ -64,3 +64,27 @@ func TestValidateRouting(t *testing.T) {
 		})
 	}
 }
+
+func TestTunnelNotYetAvailable(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		spec    *v1.DataplaneConfigSpec
+		refused bool
+	}{
+		{name: "routing unset (Native in force)", spec: &v1.DataplaneConfigSpec{}},
+		{name: "Native", spec: &v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{Mode: v1.RoutingModeNative}}},
+		{name: "Tunnel", spec: &v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{Mode: v1.RoutingModeTunnel}}, refused: true},
+		{name: "Geneve tunnel", spec: &v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{
+			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve}}, refused: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			errs := tunnelNotYetAvailable(tc.spec)
+			if got := len(errs) > 0; got != tc.refused {
+				t.Fatalf("refused = %v (%v), want %v", got, errs, tc.refused)
+			}
+			if tc.refused && (errs[0].Field != "spec.routing.mode" || !strings.Contains(errs[0].Detail, "use mode: Native")) {
+				t.Errorf("refusal %v doesn't name spec.routing.mode and say what would be accepted", errs[0])
+			}
+		})
+	}
+}
