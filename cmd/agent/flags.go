@@ -101,15 +101,8 @@ func (f *flags) options() (agent.Options, string, error) {
 			MaxIPCacheEntries: int(cfg.Agent.BPFMaps.IPCacheEntries),
 		},
 	}
-	for _, c := range strings.Split(f.nonMasquerade, ",") {
-		if c = strings.TrimSpace(c); c == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			return agent.Options{}, "", fmt.Errorf("--non-masquerade-cidrs: %w", err)
-		}
-		opts.Masquerade.NonMasquerade = append(opts.Masquerade.NonMasquerade, p)
+	if opts.Masquerade.NonMasquerade, err = parseCIDRs(f.nonMasquerade); err != nil {
+		return agent.Options{}, "", fmt.Errorf("--non-masquerade-cidrs: %w", err)
 	}
 	if f.noPin {
 		opts.Datapath.PinDir = ""
@@ -145,4 +138,20 @@ func parseLevel(s string) (string, error) {
 		return "error", nil
 	}
 	return "", fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+}
+
+// parseCIDRs parses a comma-separated list of CIDRs (nil when empty).
+func parseCIDRs(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, c := range strings.Split(list, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
