@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 
@@ -22,6 +24,7 @@ type flags struct {
 	healthAddr, metricsAddr     string
 	allocationFile, cniStateDir string
 	procSysNet, routingMode     string
+	masquerade, nonMasquerade   string
 	noPin                       bool
 	cniInstall                  agent.CNIInstall
 }
@@ -39,6 +42,8 @@ func bindFlags(fs *flag.FlagSet, getenv func(string) string) *flags {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", agent.DefaultMetricsAddr, "Address of /metrics; \"0\" disables it.")
 	fs.StringVar(&f.procSysNet, "proc-sys-net", agent.DefaultProcSysNet, "The node's /proc/sys/net (in a container, a read-write mount of it), where the agent turns IP forwarding on; empty leaves forwarding alone (development only).")
 	fs.StringVar(&f.routingMode, "routing-mode", "", "How pod traffic reaches other nodes: \"Native\" keeps a kernel route per other node's pod range via its InternalIP; empty takes the mode from --config (the cluster's routing in force), or leaves the node's routes alone without one.")
+	fs.StringVar(&f.masquerade, "masquerade", "", "Egress masquerade of pod traffic leaving the cluster's pod ranges: \"On\", \"Off\", or empty: on with native routing.")
+	fs.StringVar(&f.nonMasquerade, "non-masquerade-cidrs", "", "Comma-separated CIDRs besides the pod ranges that pods reach with their own address (e.g. the node network).")
 	fs.StringVar(&f.allocationFile, "allocation-file", cni.DefaultAllocationFile, "The CNI plugin's allocation file, written from this node's NodeNetwork; empty disables the IPAM sync.")
 	fs.StringVar(&f.cniStateDir, "cni-state-dir", cni.DefaultStateDir, "The CNI plugin's state directory.")
 	fs.StringVar(&f.cniInstall.BinarySource, "cni-bin-source", "", "The CNI plugin binary to install on the node (in the agent image: /sluice-cni). The four --cni-* install flags go together; unset, nothing is installed.")
@@ -80,11 +85,12 @@ func (f *flags) options() (agent.Options, string, error) {
 		routingMode = string(cfg.Routing.Mode)
 	}
 	opts := agent.Options{
-		NodeName:  f.nodeName,
-		Endpoints: agent.EndpointOptions{SocketPath: f.socket, StateFile: f.stateFile},
-		Serving:   agent.ServingOptions{HealthAddr: f.healthAddr, MetricsAddr: f.metricsAddr},
-		Node:      agent.NodeOptions{ProcSysNet: f.procSysNet},
-		Routing:   agent.RoutingOptions{Mode: routingMode},
+		NodeName:   f.nodeName,
+		Endpoints:  agent.EndpointOptions{SocketPath: f.socket, StateFile: f.stateFile},
+		Serving:    agent.ServingOptions{HealthAddr: f.healthAddr, MetricsAddr: f.metricsAddr},
+		Node:       agent.NodeOptions{ProcSysNet: f.procSysNet},
+		Routing:    agent.RoutingOptions{Mode: routingMode},
+		Masquerade: agent.MasqueradeOptions{Mode: f.masquerade},
 		// Unset sizes (no --config) are zero: the datapath then uses the
 		// same defaults the operator fills in. NATEntries has no map to
 		// size yet; Service NAT will read it.
@@ -94,6 +100,9 @@ func (f *flags) options() (agent.Options, string, error) {
 			MaxConntrack:      int(cfg.Agent.BPFMaps.ConntrackEntries),
 			MaxIPCacheEntries: int(cfg.Agent.BPFMaps.IPCacheEntries),
 		},
+	}
+	if opts.Masquerade.NonMasquerade, err = parseCIDRs(f.nonMasquerade); err != nil {
+		return agent.Options{}, "", fmt.Errorf("--non-masquerade-cidrs: %w", err)
 	}
 	if f.noPin {
 		opts.Datapath.PinDir = ""
@@ -129,4 +138,20 @@ func parseLevel(s string) (string, error) {
 		return "error", nil
 	}
 	return "", fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+}
+
+// parseCIDRs parses a comma-separated list of CIDRs (nil when empty).
+func parseCIDRs(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, c := range strings.Split(list, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -103,6 +105,26 @@ func TestFlags(t *testing.T) {
 				t.Errorf("proc sys net %q", o.Node.ProcSysNet)
 			}
 		},
+	}, {
+		name: "masquerade on, with non-masquerade CIDRs", env: map[string]string{"NODE_NAME": "n"},
+		args: []string{"--config=", "--masquerade=On", "--non-masquerade-cidrs=192.168.200.0/24, fd00::/8"},
+		check: func(t *testing.T, o agent.Options, _ string) {
+			want := agent.MasqueradeOptions{Mode: agent.MasqueradeOn, NonMasquerade: []netip.Prefix{
+				netip.MustParsePrefix("192.168.200.0/24"), netip.MustParsePrefix("fd00::/8")}}
+			if !reflect.DeepEqual(o.Masquerade, want) {
+				t.Errorf("masquerade %+v, want %+v", o.Masquerade, want)
+			}
+		},
+	}, {
+		name: "masquerade left to the routing mode by default", env: map[string]string{"NODE_NAME": "n"}, args: []string{"--config="},
+		check: func(t *testing.T, o agent.Options, _ string) {
+			if o.Masquerade.Mode != agent.MasqueradeAuto || o.Masquerade.NonMasquerade != nil {
+				t.Errorf("masquerade %+v, want auto and no CIDRs", o.Masquerade)
+			}
+		},
+	}, {
+		name: "bad non-masquerade CIDR", env: map[string]string{"NODE_NAME": "n"}, args: []string{"--config=", "--non-masquerade-cidrs=10.0.0.0/33"},
+		err: "--non-masquerade-cidrs",
 	}, {
 		name: "no node name", args: []string{"--config="}, err: "no node name",
 	}, {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/sluice-dev/sluice/internal/agent/endpoint"
+	"github.com/sluice-dev/sluice/internal/agent/masquerade"
 	"github.com/sluice-dev/sluice/internal/agent/policysync"
 	"github.com/sluice-dev/sluice/internal/agent/routesync"
 	"github.com/sluice-dev/sluice/internal/cni"
@@ -69,6 +71,8 @@ type Options struct {
 	IPAM IPAMOptions
 	// Routing configures how pod traffic reaches other nodes.
 	Routing RoutingOptions
+	// Masquerade configures how pod traffic leaves the cluster.
+	Masquerade MasqueradeOptions
 
 	// Logger (ctrl.Log.WithName("agent") when zero).
 	Logger logr.Logger
@@ -143,6 +147,38 @@ type RoutingOptions struct {
 	Mode string
 }
 
+// Masquerade settings of MasqueradeOptions.Mode.
+const (
+	// MasqueradeAuto is on with native routing, off otherwise: pod
+	// addresses a native-routed cluster doesn't announce would get no
+	// replies from outside.
+	MasqueradeAuto = ""
+	MasqueradeOn   = "On"
+	MasqueradeOff  = "Off"
+)
+
+// MasqueradeOptions configure egress masquerade (package masquerade):
+// pod traffic to destinations outside every pod range and outside
+// NonMasquerade leaves with the node's address.
+type MasqueradeOptions struct {
+	// Mode is MasqueradeAuto, MasqueradeOn or MasqueradeOff.
+	Mode string
+	// NonMasquerade are further destinations pods reach with their own
+	// address (the node network, a peered network that routes pod ranges).
+	NonMasquerade []netip.Prefix
+}
+
+// masquerading says whether masquerade is on under the routing mode.
+func (o *Options) masquerading() bool {
+	switch o.Masquerade.Mode {
+	case MasqueradeOn:
+		return true
+	case MasqueradeOff:
+		return false
+	}
+	return o.Routing.Mode == RoutingModeNative
+}
+
 // Defaults fills in the zero fields.
 func (o *Options) Defaults() {
 	def := func(s *string, d string) {
@@ -192,6 +228,16 @@ func (o *Options) Validate() error {
 	}
 	if m := o.Routing.Mode; m != "" && m != RoutingModeNative {
 		return fmt.Errorf("agent: routing mode %q: want %q or empty", m, RoutingModeNative)
+	}
+	switch o.Masquerade.Mode {
+	case MasqueradeAuto, MasqueradeOn, MasqueradeOff:
+	default:
+		return fmt.Errorf("agent: masquerade %q: want %q, %q or empty", o.Masquerade.Mode, MasqueradeOn, MasqueradeOff)
+	}
+	for _, p := range o.Masquerade.NonMasquerade {
+		if !p.IsValid() {
+			return errors.New("agent: an invalid non-masquerade CIDR")
+		}
 	}
 	if o.Endpoints.RegisterTimeout > cni.AgentRegisterTimeout-RegisterMargin {
 		return fmt.Errorf("agent: register timeout %v must leave the CNI plugin's %v a margin of %v", o.Endpoints.RegisterTimeout, cni.AgentRegisterTimeout, RegisterMargin)
@@ -287,6 +333,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer undoRoutes()
+	masq, err := a.masqueradeSync(ctx, log, c)
+	if err != nil {
+		return err
+	}
 	srv, err := a.listen(p)
 	if err != nil {
 		return err
@@ -325,6 +375,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	goNamed("status", func() error { rep.run(gctx); return nil })
 	if routes != nil {
 		goNamed("routes", func() error { return routes.Run(gctx, c.WaitForCacheSync) })
+	}
+	if masq != nil {
+		goNamed("masquerade", func() error { return masq.Run(gctx, c.WaitForCacheSync) })
 	}
 	if ipam != nil {
 		goNamed("ipam", func() error { return ipam.Run(gctx, o.IPAM.SyncInterval) })
@@ -390,4 +443,22 @@ func (a *Agent) routeSync(ctx context.Context, log logr.Logger, c cache.Cache) (
 		return nil, nil, err
 	}
 	return rs, undo, nil
+}
+
+// masqueradeSync is the egress masquerade part, writing the node's
+// nftables table, with its informer watched (nil when masquerade is off).
+func (a *Agent) masqueradeSync(ctx context.Context, log logr.Logger, c cache.Cache) (*masquerade.Sync, error) {
+	if !a.opts.masquerading() {
+		return nil, nil
+	}
+	log.Info("Egress masquerade: pod traffic leaving the pod ranges takes the node's address",
+		"table", "inet "+masquerade.TableName, "nonMasquerade", a.opts.Masquerade.NonMasquerade)
+	ms := masquerade.New(masquerade.Config{
+		Log: log.WithName("masquerade"), Node: a.opts.NodeName, Reader: c,
+		Kernel: &masquerade.Table{NetNS: a.opts.Node.NetNS}, NonMasquerade: a.opts.Masquerade.NonMasquerade,
+	})
+	if err := ms.Watch(ctx, c); err != nil {
+		return nil, err
+	}
+	return ms, nil
 }

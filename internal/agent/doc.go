@@ -15,6 +15,10 @@
 //     the node's namespace to every other node's pod ranges via its
 //     InternalIP. Kernel routes aren't datapath writes, so it writes them
 //     itself, marked with its own route protocol.
+//   - masquerade (Options.Masquerade, on with native routing by default):
+//     the node's nftables table that gives pod traffic leaving the pod
+//     ranges the node's address; the kernel's NAT, not the datapath's, so
+//     it writes the table itself.
 //
 // The parts don't import each other's types (but for endpoint.OnePerFamily):
 // each says what it needs in a small interface, and policyState adapts the

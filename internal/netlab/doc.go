@@ -13,7 +13,9 @@
 //   - Pods: each its own network namespace, added and deleted through the
 //     real sluice-cni binary by libcni, with CNI_ARGS as kubelet passes
 //     them: the container runtime's calling convention, not a shortcut.
-//   - Underlay: the node network between nodes (underlay.go).
+//   - Underlay: the node network between nodes (underlay.go), and its
+//     Outside: a namespace at the node subnet's gateway standing for the
+//     internet, for egress tests (outside.go).
 //   - Traffic: an echo server (TCP, UDP and SCTP), single probes with a
 //     verdict (reached, timed out, failed), and the reachability matrix
 //     (cells from pod to pod on a port) with a wait until it agrees with

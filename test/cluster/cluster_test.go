@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,9 +44,10 @@ const agentNamespace = "sluice-system"
 // clusterNode is a netlab node, its Kubernetes name and pod range.
 type clusterNode struct {
 	*netlabtest.Node
-	name  string
-	cidr  netip.Prefix
-	addrs []netip.Addr // InternalIPs: its underlay addresses
+	name   string
+	cidr   netip.Prefix
+	addrs  []netip.Addr // InternalIPs: its underlay addresses
+	pinDir string       // its agents' bpffs, set by the first run
 }
 
 // setUpNode does what the operator and kubelet would: the Node with its
@@ -88,12 +90,23 @@ func setUpNode(t *testing.T, c client.Client, n *clusterNode) {
 // routing, until the test ends.
 func startAgent(t *testing.T, cfg *rest.Config, n *clusterNode) *agent.Agent {
 	t.Helper()
+	a, _ := runAgent(t, cfg, n)
+	return a
+}
+
+// runAgent is startAgent with a func that stops the agent sooner; a later
+// run on the node adopts the same pinned datapath.
+func runAgent(t *testing.T, cfg *rest.Config, n *clusterNode) (*agent.Agent, func()) {
+	t.Helper()
+	if n.pinDir == "" {
+		n.pinDir = netlabtest.PrivateBPFFS(t)
+	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.Impersonate = noderestriction.AgentImpersonation(agentNamespace, n.name)
 	a, err := agent.New(agent.Options{
 		NodeName:   n.name,
 		RESTConfig: cfg,
-		Datapath:   datapath.Options{PinDir: netlabtest.PrivateBPFFS(t)},
+		Datapath:   datapath.Options{PinDir: n.pinDir},
 		Endpoints:  agent.EndpointOptions{SocketPath: n.AgentSocket(), StateFile: n.AgentStateFile()},
 		Serving:    agent.ServingOptions{HealthAddr: "0", MetricsAddr: "0", Registry: prometheus.NewRegistry()},
 		Node:       agent.NodeOptions{NetNS: n.Host(), ProcSysNet: agent.DefaultProcSysNet},
@@ -106,13 +119,17 @@ func startAgent(t *testing.T, cfg *rest.Config, n *clusterNode) *agent.Agent {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent %s: %v", n.name, err)
-		}
-	})
-	return a
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("agent %s: %v", n.name, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return a, stop
 }
 
 // ownedRoutes lists the node's routes of the agent's protocol as
@@ -167,33 +184,7 @@ func TestNativeRouting(t *testing.T) {
 		Should(ConsistOf("10.250.1.0/24 via 192.168.200.1"))
 
 	// Pods: clients in x and y on node 1, a server in y on node 2.
-	addPod := func(n *clusterNode, ns, name string) *netlab.Pod {
-		t.Helper()
-		if err := c.Create(ctx, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name}},
-			Spec:       corev1.PodSpec{NodeName: n.name, Containers: []corev1.Container{{Name: "main", Image: "example.invalid/echo:1"}}},
-		}); err != nil {
-			t.Fatal(err)
-		}
-		p := n.Wire(t, netlab.PodSpec{Namespace: ns, Name: name, ContainerID: "ctr-" + name})
-		// The API learns the pod's address, as kubelet would report it:
-		// the other node's policy compiler needs it.
-		var pod corev1.Pod
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &pod); err != nil {
-			t.Fatal(err)
-		}
-		pod.Status.PodIP, pod.Status.PodIPs = p.IP.String(), []corev1.PodIP{{IP: p.IP.String()}}
-		pod.Status.Phase = corev1.PodRunning
-		if err := c.Status().Update(ctx, &pod); err != nil {
-			t.Fatal(err)
-		}
-		s, err := p.ServeEcho(netlab.TCP(8080))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return p
-	}
+	addPod := func(n *clusterNode, ns, name string) *netlab.Pod { return addPod(t, c, n, ns, name) }
 	clientX, clientY := addPod(node1, "x", "client-x"), addPod(node1, "y", "client-y")
 	server := addPod(node2, "y", "server")
 	if !node2.cidr.Contains(server.IP) || !node1.cidr.Contains(clientX.IP) {
@@ -272,4 +263,35 @@ func TestNativeRouting(t *testing.T) {
 	if got := ownedRoutes(node2); len(got) != 1 || !strings.HasPrefix(got[0], "10.250.1.0/24") {
 		t.Errorf("node 2's routes after its NodeNetwork went: %q, want its route to node 1 kept", got)
 	}
+}
+
+// addPod creates the pod in the API on n, wires it in the lab, reports
+// its address as kubelet would, and serves echo on TCP 8080 in it.
+func addPod(t *testing.T, c client.Client, n *clusterNode, ns, name string) *netlab.Pod {
+	ctx := context.Background()
+	t.Helper()
+	if err := c.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name}},
+		Spec:       corev1.PodSpec{NodeName: n.name, Containers: []corev1.Container{{Name: "main", Image: "example.invalid/echo:1"}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p := n.Wire(t, netlab.PodSpec{Namespace: ns, Name: name, ContainerID: "ctr-" + name})
+	// The API learns the pod's address, as kubelet would report it:
+	// the other node's policy compiler needs it.
+	var pod corev1.Pod
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.PodIP, pod.Status.PodIPs = p.IP.String(), []corev1.PodIP{{IP: p.IP.String()}}
+	pod.Status.Phase = corev1.PodRunning
+	if err := c.Status().Update(ctx, &pod); err != nil {
+		t.Fatal(err)
+	}
+	s, err := p.ServeEcho(netlab.TCP(8080))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return p
 }

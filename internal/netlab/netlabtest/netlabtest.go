@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -219,4 +220,26 @@ func PrivateBPFFS(t testing.TB) string {
 	}
 	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
 	return filepath.Join(dir, "sluice")
+}
+
+// NewOutside adds the underlay's outside with addr (netlab.AddOutside),
+// removed when the test ends, and gives each node a default route via the
+// underlay's gateway.
+func NewOutside(t testing.TB, u *netlab.Underlay, addr netip.Addr, nodes ...*Node) *netlab.Outside {
+	t.Helper()
+	o, err := u.AddOutside(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := o.Remove(); err != nil {
+			t.Errorf("remove outside: %v", err)
+		}
+	})
+	for _, n := range nodes {
+		if err := n.RouteDefaultVia(u.Gateway()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return o
 }

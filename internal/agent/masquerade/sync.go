@@ -1,0 +1,140 @@
+package masquerade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/go-logr/logr"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/sluice-dev/sluice/api/v1"
+)
+
+// DefaultResync is how often Sync rewrites the table without a change:
+// a table someone deleted comes back within it.
+const DefaultResync = 30 * time.Second
+
+// Writer is what Sync needs of the kernel (Table in production).
+type Writer interface {
+	Write(Rules) error
+}
+
+// Config configures a Sync.
+type Config struct {
+	Log logr.Logger
+	// Node is this node's name: its NodeNetwork's ranges are the sources.
+	Node string
+	// Reader lists NodeNetworks (the agent's cache).
+	Reader client.Reader
+	Kernel Writer
+	// NonMasquerade are destinations besides the pod ranges that pods
+	// reach with their own address (the node network, a peered VPC).
+	NonMasquerade []netip.Prefix
+	// Resync is DefaultResync when zero.
+	Resync time.Duration
+}
+
+// Sync keeps the node's table in step with the cluster's pod ranges.
+type Sync struct {
+	cfg     Config
+	trigger chan struct{}
+	last    *Rules // the last rules written, to log changes only
+}
+
+// New makes a Sync; Watch then Run start it.
+func New(cfg Config) *Sync {
+	if cfg.Resync <= 0 {
+		cfg.Resync = DefaultResync
+	}
+	return &Sync{cfg: cfg, trigger: make(chan struct{}, 1)}
+}
+
+// Watch makes a change of any NodeNetwork's ranges trigger a rewrite.
+func (s *Sync) Watch(ctx context.Context, informers cache.Informers) error {
+	inf, err := informers.GetInformer(ctx, &v1.NodeNetwork{})
+	if err != nil {
+		return fmt.Errorf("informer for NodeNetworks: %w", err)
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { s.poke() },
+		UpdateFunc: func(o, n any) {
+			if !slices.Equal(o.(*v1.NodeNetwork).Status.CIDRs, n.(*v1.NodeNetwork).Status.CIDRs) {
+				s.poke()
+			}
+		},
+		DeleteFunc: func(any) { s.poke() },
+	})
+	if err != nil {
+		return fmt.Errorf("watch NodeNetworks: %w", err)
+	}
+	return nil
+}
+
+func (s *Sync) poke() {
+	select {
+	case s.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Run waits for the caches (a plan from an empty cache would masquerade
+// traffic to other nodes' pods), then writes on every trigger and every
+// Resync until ctx ends. A failed write is retried at the next one.
+func (s *Sync) Run(ctx context.Context, waitForCacheSync func(context.Context) bool) error {
+	if !waitForCacheSync(ctx) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return errors.New("informer caches did not sync")
+	}
+	tick := time.NewTicker(s.cfg.Resync)
+	defer tick.Stop()
+	for {
+		if err := s.SyncOnce(ctx); err != nil {
+			s.cfg.Log.Error(err, "Writing the egress masquerade rules failed; retrying")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.trigger:
+		case <-tick.C:
+		}
+	}
+}
+
+// SyncOnce plans from the reader and writes the plan.
+func (s *Sync) SyncOnce(ctx context.Context) error {
+	var networks v1.NodeNetworkList
+	if err := s.cfg.Reader.List(ctx, &networks); err != nil {
+		return fmt.Errorf("list nodenetworks: %w", err)
+	}
+	var local, all []netip.Prefix
+	for _, nn := range networks.Items {
+		for _, c := range nn.Status.CIDRs {
+			p, err := netip.ParsePrefix(string(c))
+			if err != nil {
+				continue // the API validates CIDRs; an old object may not
+			}
+			all = append(all, p)
+			if nn.Name == s.cfg.Node {
+				local = append(local, p)
+			}
+		}
+	}
+	r := Plan(local, all, s.cfg.NonMasquerade)
+	if err := s.cfg.Kernel.Write(r); err != nil {
+		return err
+	}
+	if s.last == nil || !reflect.DeepEqual(*s.last, r) {
+		s.cfg.Log.Info("Egress masquerade rules written", "sources", r.Sources, "exempt", r.Exempt)
+		s.last = &r
+	}
+	return nil
+}
