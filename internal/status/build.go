@@ -156,6 +156,7 @@ func agents(obs *Observed, p *problems) Agents {
 			node.Reason, node.Message = ready.Reason, ready.Message
 		}
 		node.LastReportTime = lastReport(n.Status.LastApplyTime, ready)
+		node.Routing = nodeRouting(&n.Status)
 		out.Nodes = append(out.Nodes, node)
 		if !node.Ready {
 			reason, message := node.Reason, node.Message
@@ -170,6 +171,27 @@ func agents(obs *Observed, p *problems) Agents {
 			}
 			p.add("DataplaneNode "+n.Name, reason, message)
 		}
+		// Routes not synced yet (Unknown) are part of starting, not a
+		// problem of their own.
+		if r := node.Routing; r != nil && !r.Ready && r.Reason != "" && r.Reason != v1.ReasonStarting {
+			p.add("DataplaneNode "+n.Name, r.Reason, r.Message)
+		}
+	}
+	return out
+}
+
+// nodeRouting is the node's routing report (nil when it doesn't route).
+func nodeRouting(st *v1.DataplaneNodeStatus) *NodeRouting {
+	if st.Routing == nil {
+		return nil
+	}
+	out := &NodeRouting{Mode: string(st.Routing.Mode), Routes: st.Routing.Routes, ProblemsOmitted: st.Routing.ProblemsOmitted,
+		Problems: []RouteProblem{}}
+	for _, q := range st.Routing.Problems {
+		out.Problems = append(out.Problems, RouteProblem{Destination: q.Destination, Node: q.Node, Reason: q.Reason, Message: q.Message})
+	}
+	if c := meta.FindStatusCondition(st.Conditions, v1.ConditionRoutesReady); c != nil {
+		out.Ready, out.Reason, out.Message = c.Status == metav1.ConditionTrue, c.Reason, c.Message
 	}
 	return out
 }
