@@ -13,7 +13,9 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -341,7 +343,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rep, err := a.reporter(log, p)
+	rep, err := a.reporter(log, p, routes)
 	if err != nil {
 		srv.close()
 		return err
@@ -424,20 +426,34 @@ func (a *Agent) ipamSyncer() (*nodeipam.Syncer, error) {
 
 // routeSync is the native routing part, writing routes in the node's
 // namespace, with its metrics registered and its informers watched (nil
-// unless the routing mode is native). The func unregisters the metrics.
+// unless the routing mode is native). The func unregisters the metrics
+// and stops recording Events.
 func (a *Agent) routeSync(ctx context.Context, log logr.Logger, c cache.Cache) (*routesync.Sync, func(), error) {
 	if a.opts.Routing.Mode != RoutingModeNative {
 		return nil, func() {}, nil
 	}
 	log.Info("Native routing: keeping routes to other nodes' pod ranges", "protocol", int(routesync.Protocol))
+	cs, err := kubernetes.NewForConfig(a.opts.RESTConfig)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create clientset: %w", err)
+	}
+	// Route conflicts go to the Node as Events: they need someone on the
+	// node, and Events are where people look first.
+	bc := events.NewBroadcaster(&events.EventSinkImpl{Interface: cs.EventsV1()})
+	if err := bc.StartRecordingToSinkWithContext(ctx); err != nil {
+		return nil, nil, fmt.Errorf("start recording events: %w", err)
+	}
 	rs := routesync.New(routesync.Config{
 		Log: log.WithName("routes"), Node: a.opts.NodeName, Reader: c,
 		Kernel: &routesync.Kernel{NetNS: a.opts.Node.NetNS},
+		Events: bc.NewRecorder(scheme.New(), "sluice-agent"),
 	})
-	undo, err := registerAll(a.opts.Serving.Registry, rs.Collectors())
+	unregister, err := registerAll(a.opts.Serving.Registry, rs.Collectors())
 	if err != nil {
+		bc.Shutdown()
 		return nil, nil, err
 	}
+	undo := func() { unregister(); bc.Shutdown() }
 	if err := rs.Watch(ctx, c); err != nil {
 		undo()
 		return nil, nil, err

@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"reflect"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -14,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
+	"github.com/sluice-dev/sluice/internal/agent/routesync"
 	"github.com/sluice-dev/sluice/internal/scheme"
 )
 
@@ -30,6 +34,21 @@ type nodeState struct {
 	lastApply time.Time
 	took      time.Duration // from the receipt of the oldest change
 	lastErr   string
+	routing   *routingState // nil: the agent doesn't route
+}
+
+// routingState is the routing part of nodeState.
+type routingState struct {
+	mode   string
+	routes routesync.Status
+}
+
+// routingStateOf reads the route loop's outcome (nil without one).
+func routingStateOf(mode string, routes *routesync.Sync) *routingState {
+	if routes == nil {
+		return nil
+	}
+	return &routingState{mode: mode, routes: routes.Status()}
 }
 
 // nodeState is the parts' current state.
@@ -89,7 +108,7 @@ func (r *reporter) sync(ctx context.Context) (bool, error) {
 		}
 	}
 	s := r.state()
-	if r.written != nil && *r.written == s {
+	if r.written != nil && reflect.DeepEqual(*r.written, s) {
 		return false, nil
 	}
 	obj := r.obj.DeepCopy()
@@ -159,6 +178,66 @@ func (r *reporter) setStatus(st *v1.DataplaneNodeStatus, s nodeState) {
 	st.LastError = s.lastErr
 	st.AgentVersion = r.version
 	st.Pinned = r.pinned
+	setRouting(st, s.routing)
+}
+
+// problemOrder is the order of the RoutesReady reasons for a node with
+// problems of several kinds: a conflict needs someone on the node, the
+// others a fix of the cluster's objects.
+var problemOrder = []string{v1.ReasonRouteConflict, v1.ReasonNodeAddressMissing, v1.ReasonPodRangeClaimedTwice, v1.ReasonInvalidPodRange}
+
+// setRouting makes st's routing and RoutesReady condition report rs.
+func setRouting(st *v1.DataplaneNodeStatus, rs *routingState) {
+	if rs == nil {
+		st.Routing = nil
+		meta.RemoveStatusCondition(&st.Conditions, v1.ConditionRoutesReady)
+		return
+	}
+	out := rs.routes
+	problems := slices.SortedFunc(slices.Values(out.Problems), func(a, b routesync.Problem) int {
+		return cmp.Or(cmp.Compare(a.Dst, b.Dst), cmp.Compare(a.Message, b.Message))
+	})
+	st.Routing = &v1.DataplaneNodeRouting{Mode: v1.RoutingMode(rs.mode), Routes: int32(min(out.Routes, 1<<31-1))}
+	for i, p := range problems {
+		if i == v1.MaxRouteProblems {
+			st.Routing.ProblemsOmitted = int32(len(problems) - i)
+			break
+		}
+		st.Routing.Problems = append(st.Routing.Problems, v1.RouteProblem{
+			Destination: truncate(p.Dst, 64), Node: truncate(p.Node, 512), Reason: p.Reason, Message: truncate(p.Message, 1024),
+		})
+	}
+
+	cond := metav1.Condition{Type: v1.ConditionRoutesReady}
+	switch {
+	case !out.Synced:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionUnknown, v1.ReasonStarting,
+			"the routes to other nodes' pod ranges are not synced yet"
+	case len(problems) > 0:
+		first := problems[0]
+		for _, reason := range slices.Backward(problemOrder) {
+			if i := slices.IndexFunc(problems, func(p routesync.Problem) bool { return p.Reason == reason }); i >= 0 {
+				first = problems[i]
+			}
+		}
+		cond.Status, cond.Reason = metav1.ConditionFalse, first.Reason
+		cond.Message = fmt.Sprintf("%d pod range(s) of other nodes not routed (status.routing.problems); %s", len(problems), first.Message)
+	case out.Err != "":
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, v1.ReasonRouteSyncFailed,
+			"writing the routes failed, retrying: "+truncate(out.Err, 4096)
+	default:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, v1.ReasonRoutesInstalled,
+			fmt.Sprintf("every route to other nodes' pod ranges is installed (%d)", out.Routes)
+	}
+	meta.SetStatusCondition(&st.Conditions, cond)
+}
+
+// truncate cuts s to at most n bytes (the API's limits), marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
 }
 
 // agentVersion is the agent binary's module version.
@@ -170,7 +249,8 @@ func agentVersion() string {
 }
 
 // reporter is the reporter of the node's DataplaneNode.
-func (a *Agent) reporter(log logr.Logger, p *parts) (*reporter, error) {
+// routes is the route loop whose outcome it reports (nil: no routing).
+func (a *Agent) reporter(log logr.Logger, p *parts, routes *routesync.Sync) (*reporter, error) {
 	o := a.opts
 	direct, err := client.New(o.RESTConfig, client.Options{Scheme: scheme.New()})
 	if err != nil {
@@ -178,6 +258,11 @@ func (a *Agent) reporter(log logr.Logger, p *parts) (*reporter, error) {
 	}
 	return &reporter{
 		client: direct, node: o.NodeName, version: agentVersion(), pinned: o.Datapath.PinDir != "",
-		interval: DefaultReportInterval, state: p.nodeState, log: log,
+		interval: DefaultReportInterval, log: log,
+		state: func() nodeState {
+			s := p.nodeState()
+			s.routing = routingStateOf(o.Routing.Mode, routes)
+			return s
+		},
 	}, nil
 }

@@ -2,6 +2,9 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
+	"github.com/sluice-dev/sluice/internal/agent/routesync"
 	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
@@ -101,8 +105,97 @@ func TestReporter(t *testing.T) {
 		t.Fatalf("status %+v, want ApplyFailed", obj.Status)
 	}
 
+	// Native routing with a conflict: the API server takes the routing
+	// status; the same outcome again writes nothing.
+	state.routing = &routingState{mode: "Native", routes: routesync.Status{Synced: true, Routes: 1, Problems: []routesync.Problem{
+		{Dst: "10.0.3.0/24", Node: "c", Reason: v1.ReasonRouteConflict, Message: "route to 10.0.3.0/24: taken"},
+	}}}
+	obj = sync(true)
+	c = meta.FindStatusCondition(obj.Status.Conditions, v1.ConditionRoutesReady)
+	if r := obj.Status.Routing; r == nil || r.Mode != v1.RoutingModeNative || r.Routes != 1 || len(r.Problems) != 1 ||
+		c == nil || c.Reason != v1.ReasonRouteConflict {
+		t.Fatalf("status %+v, want 1 route and the conflict", obj.Status)
+	}
+	state.routing = &routingState{mode: "Native", routes: routesync.Status{Synced: true, Routes: 1, Problems: []routesync.Problem{
+		{Dst: "10.0.3.0/24", Node: "c", Reason: v1.ReasonRouteConflict, Message: "route to 10.0.3.0/24: taken"},
+	}}}
+	sync(false)
+
 	// A new run finds the object and writes once.
 	r.obj, r.written = nil, nil
 	sync(true)
 	sync(false)
+}
+
+func TestSetRouting(t *testing.T) {
+	conflict := routesync.Problem{Dst: "10.0.3.0/24", Node: "c", Reason: v1.ReasonRouteConflict, Message: "route to 10.0.3.0/24: taken"}
+	noAddr := routesync.Problem{Dst: "10.0.2.0/24", Node: "b", Reason: v1.ReasonNodeAddressMissing, Message: "node b: no IPv4 InternalIP"}
+	many := make([]routesync.Problem, v1.MaxRouteProblems+3)
+	for i := range many {
+		many[i] = routesync.Problem{Dst: fmt.Sprintf("10.1.%d.0/24", i), Node: "n", Reason: v1.ReasonNodeAddressMissing, Message: strings.Repeat("x", 2000)}
+	}
+	tests := []struct {
+		name        string
+		in          *routingState
+		wantRouting *v1.DataplaneNodeRouting
+		wantStatus  metav1.ConditionStatus
+		wantReason  string
+	}{
+		{name: "no routing: no routing status, no condition"},
+		{
+			name:        "not synced yet",
+			in:          &routingState{mode: "Native"},
+			wantRouting: &v1.DataplaneNodeRouting{Mode: v1.RoutingModeNative},
+			wantStatus:  metav1.ConditionUnknown, wantReason: v1.ReasonStarting,
+		},
+		{
+			name:        "every route installed",
+			in:          &routingState{mode: "Native", routes: routesync.Status{Synced: true, Routes: 4}},
+			wantRouting: &v1.DataplaneNodeRouting{Mode: v1.RoutingModeNative, Routes: 4},
+			wantStatus:  metav1.ConditionTrue, wantReason: v1.ReasonRoutesInstalled,
+		},
+		{
+			name: "a conflict comes first in the condition; problems sorted by destination",
+			in:   &routingState{mode: "Native", routes: routesync.Status{Synced: true, Routes: 2, Problems: []routesync.Problem{noAddr, conflict}}},
+			wantRouting: &v1.DataplaneNodeRouting{Mode: v1.RoutingModeNative, Routes: 2, Problems: []v1.RouteProblem{
+				{Destination: "10.0.2.0/24", Node: "b", Reason: v1.ReasonNodeAddressMissing, Message: noAddr.Message},
+				{Destination: "10.0.3.0/24", Node: "c", Reason: v1.ReasonRouteConflict, Message: conflict.Message},
+			}},
+			wantStatus: metav1.ConditionFalse, wantReason: v1.ReasonRouteConflict,
+		},
+		{
+			name:        "a failed write",
+			in:          &routingState{mode: "Native", routes: routesync.Status{Synced: true, Routes: 1, Err: "add route: unreachable"}},
+			wantRouting: &v1.DataplaneNodeRouting{Mode: v1.RoutingModeNative, Routes: 1},
+			wantStatus:  metav1.ConditionFalse, wantReason: v1.ReasonRouteSyncFailed,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// From a status that had routing, to check what is removed.
+			var st v1.DataplaneNodeStatus
+			setRouting(&st, &routingState{mode: "Native", routes: routesync.Status{Synced: true, Routes: 9, Problems: []routesync.Problem{conflict}}})
+			setRouting(&st, tt.in)
+			if !reflect.DeepEqual(st.Routing, tt.wantRouting) {
+				t.Errorf("routing:\n got %+v\nwant %+v", st.Routing, tt.wantRouting)
+			}
+			c := meta.FindStatusCondition(st.Conditions, v1.ConditionRoutesReady)
+			switch {
+			case tt.wantReason == "" && c != nil:
+				t.Errorf("condition %+v, want none", c)
+			case tt.wantReason != "" && (c == nil || c.Status != tt.wantStatus || c.Reason != tt.wantReason):
+				t.Errorf("condition %+v, want %s %s", c, tt.wantStatus, tt.wantReason)
+			}
+		})
+	}
+
+	t.Run("bounded", func(t *testing.T) {
+		var st v1.DataplaneNodeStatus
+		setRouting(&st, &routingState{mode: "Native", routes: routesync.Status{Synced: true, Problems: many}})
+		r := st.Routing
+		if len(r.Problems) != v1.MaxRouteProblems || r.ProblemsOmitted != 3 || len(r.Problems[0].Message) != 1024 {
+			t.Errorf("%d problems listed, %d omitted, message of %d bytes; want %d, 3, 1024",
+				len(r.Problems), r.ProblemsOmitted, len(r.Problems[0].Message), v1.MaxRouteProblems)
+		}
+	})
 }

@@ -144,32 +144,59 @@ func agents(obs *Observed, p *problems) Agents {
 	}
 
 	for _, n := range slices.SortedFunc(slices.Values(obs.Nodes), func(a, b v1.DataplaneNode) int { return cmp.Compare(a.Name, b.Name) }) {
-		node := AgentNode{
-			Name:         n.Name,
-			Ready:        n.Status.Ready,
-			Endpoints:    n.Status.Endpoints,
-			AgentVersion: n.Status.AgentVersion,
-			LastError:    n.Status.LastError,
+		out.Nodes = append(out.Nodes, agentNode(&n, p))
+	}
+	return out
+}
+
+// agentNode is one DataplaneNode's report, judged.
+func agentNode(n *v1.DataplaneNode, p *problems) AgentNode {
+	node := AgentNode{
+		Name:         n.Name,
+		Ready:        n.Status.Ready,
+		Endpoints:    n.Status.Endpoints,
+		AgentVersion: n.Status.AgentVersion,
+		LastError:    n.Status.LastError,
+	}
+	ready := meta.FindStatusCondition(n.Status.Conditions, v1.ConditionReady)
+	if ready != nil {
+		node.Reason, node.Message = ready.Reason, ready.Message
+	}
+	node.LastReportTime = lastReport(n.Status.LastApplyTime, ready)
+	node.Routing = nodeRouting(&n.Status)
+	if !node.Ready {
+		reason, message := node.Reason, node.Message
+		if reason == "" {
+			reason = ReasonNotReady
 		}
-		ready := meta.FindStatusCondition(n.Status.Conditions, v1.ConditionReady)
-		if ready != nil {
-			node.Reason, node.Message = ready.Reason, ready.Message
-		}
-		node.LastReportTime = lastReport(n.Status.LastApplyTime, ready)
-		out.Nodes = append(out.Nodes, node)
-		if !node.Ready {
-			reason, message := node.Reason, node.Message
-			if reason == "" {
-				reason = ReasonNotReady
+		if message == "" {
+			message = "The agent reports not ready"
+			if node.LastError != "" {
+				message += ": " + node.LastError
 			}
-			if message == "" {
-				message = "The agent reports not ready"
-				if node.LastError != "" {
-					message += ": " + node.LastError
-				}
-			}
-			p.add("DataplaneNode "+n.Name, reason, message)
 		}
+		p.add("DataplaneNode "+n.Name, reason, message)
+	}
+	// Routes not synced yet (Unknown) are part of starting, not a
+	// problem of their own.
+	if r := node.Routing; r != nil && !r.Ready && r.Reason != "" && r.Reason != v1.ReasonStarting {
+		p.add("DataplaneNode "+n.Name, r.Reason, r.Message)
+	}
+	return node
+}
+
+// nodeRouting is the node's routing report (nil when it doesn't route).
+func nodeRouting(st *v1.DataplaneNodeStatus) *NodeRouting {
+	if st.Routing == nil {
+		return nil
+	}
+	out := &NodeRouting{Mode: string(st.Routing.Mode), Routes: st.Routing.Routes, ProblemsOmitted: st.Routing.ProblemsOmitted,
+		Problems: []RouteProblem{}}
+	for _, q := range st.Routing.Problems {
+		out.Problems = append(out.Problems, RouteProblem{Destination: q.Destination, Node: q.Node, Reason: q.Reason, Message: q.Message})
+	}
+	if c := meta.FindStatusCondition(st.Conditions, v1.ConditionRoutesReady); c != nil {
+		out.Ready, out.Reason, out.Message = c.Status == metav1.ConditionTrue, c.Reason, c.Message
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +65,16 @@ func readyNode(name string) v1.DataplaneNode {
 		Conditions: []metav1.Condition{cond(v1.ConditionReady, "True", v1.ReasonDatapathLoaded, "")},
 	}}
 }
+
+// withRouting gives node n native routing with routes and problems, and its
+// RoutesReady condition.
+func withRouting(n *v1.DataplaneNode, routes int32, ready metav1.Condition, problems ...v1.RouteProblem) {
+	n.Status.Routing = &v1.DataplaneNodeRouting{Mode: v1.RoutingModeNative, Routes: routes, Problems: problems}
+	n.Status.Conditions = append(n.Status.Conditions, ready)
+}
+
+var conflict = v1.RouteProblem{Destination: "10.0.3.0/24", Node: "n3", Reason: v1.ReasonRouteConflict,
+	Message: "route to 10.0.3.0/24 via 192.168.0.3 (node n3): a route the agent doesn't own is there (10.0.3.0/24 via 192.168.0.99 dev eth0 proto static); not replaced"}
 
 func readyPool(name string) v1.IPAMPool {
 	return v1.IPAMPool{
@@ -145,6 +156,23 @@ func TestBuildProblems(t *testing.T) {
 		{"agent not ready without a condition", func(o *Observed) {
 			o.Nodes[1].Status = v1.DataplaneNodeStatus{}
 		}, []Problem{{Object: "DataplaneNode n1", Reason: ReasonNotReady}}},
+		{"every route installed", func(o *Observed) {
+			withRouting(&o.Nodes[0], 2, cond(v1.ConditionRoutesReady, "True", v1.ReasonRoutesInstalled, "every route (2)"))
+		}, nil},
+		{"routes not synced yet: part of starting, not a problem", func(o *Observed) {
+			withRouting(&o.Nodes[0], 0, cond(v1.ConditionRoutesReady, "Unknown", v1.ReasonStarting, "not synced yet"))
+		}, nil},
+		{"a route conflict on a ready node", func(o *Observed) {
+			withRouting(&o.Nodes[0], 1, cond(v1.ConditionRoutesReady, "False", v1.ReasonRouteConflict, "1 pod range(s) not routed; ..."), conflict)
+		}, []Problem{{Object: "DataplaneNode n2", Reason: v1.ReasonRouteConflict}}},
+		{"a node without an address, seen by both nodes", func(o *Observed) {
+			for i := range o.Nodes {
+				withRouting(&o.Nodes[i], 0, cond(v1.ConditionRoutesReady, "False", v1.ReasonNodeAddressMissing, "no IPv6 InternalIP"))
+			}
+		}, []Problem{{Object: "DataplaneNode n1", Reason: v1.ReasonNodeAddressMissing}, {Object: "DataplaneNode n2", Reason: v1.ReasonNodeAddressMissing}}},
+		{"route writes failing", func(o *Observed) {
+			withRouting(&o.Nodes[1], 3, cond(v1.ConditionRoutesReady, "False", v1.ReasonRouteSyncFailed, "writing failed"))
+		}, []Problem{{Object: "DataplaneNode n1", Reason: v1.ReasonRouteSyncFailed}}},
 		{"invalid pool: Ready False and Degraded True, one problem", func(o *Observed) {
 			setCondition(o.Pools[0].Status.Conditions, cond(v1.ConditionReady, "False", v1.ReasonInvalidRanges, "bad"))
 			setCondition(o.Pools[0].Status.Conditions, cond(v1.ConditionDegraded, "True", v1.ReasonInvalidRanges, "bad"))
@@ -221,6 +249,17 @@ func TestBuildReport(t *testing.T) {
 		t.Errorf("healthy cluster: unallocated %v, problems %#v (want [], not null)", r.UnallocatedNodeNetworks, r.Problems)
 	}
 
+	if r.Agents.Nodes[0].Routing != nil {
+		t.Errorf("n1 routing %+v, want none: its agent doesn't route", r.Agents.Nodes[0].Routing)
+	}
+	withRouting(&obs.Nodes[0], 1, cond(v1.ConditionRoutesReady, "False", v1.ReasonRouteConflict, "1 pod range(s) not routed"), conflict)
+	obs.Nodes[0].Status.Routing.ProblemsOmitted = 2
+	want := &NodeRouting{Mode: "Native", Routes: 1, Reason: v1.ReasonRouteConflict, Message: "1 pod range(s) not routed",
+		Problems: []RouteProblem{{Destination: conflict.Destination, Node: "n3", Reason: v1.ReasonRouteConflict, Message: conflict.Message}}, ProblemsOmitted: 2}
+	if diff := cmp.Diff(want, Build(obs, now).Agents.Nodes[1].Routing); diff != "" {
+		t.Errorf("n2 routing (-want +got):\n%s", diff)
+	}
+
 	// Without the DaemonSet the counts come from the operator's status.
 	obs.DaemonSet = nil
 	obs.Config.Status.Agent = &v1.AgentRolloutStatus{DesiredNodes: 4, UpdatedNodes: 3, AvailableNodes: 1}
@@ -245,9 +284,9 @@ func TestReportJSONFields(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	want := []string{"agents", "dataplaneConfig", "healthy", "pools", "problems", "time", "unallocatedNodeNetworks"}
-	if !slices.Equal(keys, want) {
-		t.Errorf("top-level fields %v, want %v", keys, want)
+	wantKeys := []string{"agents", "dataplaneConfig", "healthy", "pools", "problems", "time", "unallocatedNodeNetworks"}
+	if !slices.Equal(keys, wantKeys) {
+		t.Errorf("top-level fields %v, want %v", keys, wantKeys)
 	}
 	var agents map[string]json.RawMessage
 	if err := json.Unmarshal(doc["agents"], &agents); err != nil {
@@ -258,6 +297,18 @@ func TestReportJSONFields(t *testing.T) {
 			t.Errorf("agents has no %q: %s", k, doc["agents"])
 		}
 	}
+	obs := healthy()
+	withRouting(&obs.Nodes[0], 1, cond(v1.ConditionRoutesReady, "False", v1.ReasonRouteConflict, "1 pod range(s) not routed"), conflict)
+	b, err = json.Marshal(Build(obs, now).Agents.Nodes[1].Routing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantJSON := `{"mode":"Native","routes":1,"ready":false,"reason":"RouteConflict","message":"1 pod range(s) not routed",` +
+		`"problems":[{"destination":"10.0.3.0/24","node":"n3","reason":"RouteConflict","message":` + strconv.Quote(conflict.Message) + `}]}`
+	if string(b) != wantJSON {
+		t.Errorf("node routing JSON\n got %s\nwant %s", b, wantJSON)
+	}
+
 	var dpc map[string]json.RawMessage
 	if err := json.Unmarshal(doc["dataplaneConfig"], &dpc); err != nil {
 		t.Fatal(err)
@@ -292,6 +343,20 @@ func TestWriteTable(t *testing.T) {
 	}
 	if want := "routing Tunnel (Geneve, pod MTU 8950)"; !strings.Contains(out.String(), want) {
 		t.Errorf("table has no %q:\n%s", want, out.String())
+	}
+
+	obs = healthy()
+	withRouting(&obs.Nodes[0], 1, cond(v1.ConditionRoutesReady, "False", v1.ReasonRouteConflict, "1 pod range(s) not routed"), conflict)
+	withRouting(&obs.Nodes[1], 2, cond(v1.ConditionRoutesReady, "True", v1.ReasonRoutesInstalled, ""))
+	out.Reset()
+	if err := WriteTable(&out, Build(obs, now)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ROUTES", "Native 2 ", "Native 1 (1 not routed)", "Routes not installed:",
+		"n2    10.0.3.0/24  n3     RouteConflict", "dev eth0 proto static", "DataplaneNode n2: RouteConflict", "Status: 1 problem"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table has no %q:\n%s", want, out.String())
+		}
 	}
 
 	obs = healthy()

@@ -16,7 +16,8 @@
 // judged. It adds only what the operator can't see or say about itself:
 // a status older than the spec (the operator is not reconciling), a live
 // DaemonSet that contradicts a Ready condition, agents that report not
-// ready, and objects it could not read.
+// ready or routes they can't install (their RoutesReady condition), and
+// objects it could not read.
 //
 // The price: the age of a DataplaneNode report is the time of the agent's
 // last change of state (its last apply or Ready transition), not a

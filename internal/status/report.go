@@ -94,6 +94,35 @@ type AgentNode struct {
 	// apply or Ready transition, whichever is later. Agents write only on
 	// change, so this is not a heartbeat.
 	LastReportTime *time.Time `json:"lastReportTime,omitempty"`
+	// Routing is the node's routing to other nodes' pods; absent when the
+	// agent doesn't route (or predates routing reports).
+	Routing *NodeRouting `json:"routing,omitempty"`
+}
+
+// NodeRouting is a node's routing report and its RoutesReady condition.
+type NodeRouting struct {
+	// Mode is the routing mode in force on the node (Native).
+	Mode string `json:"mode"`
+	// Routes counts the routes to other nodes' pod ranges in its kernel.
+	Routes int32 `json:"routes"`
+	// Ready, Reason and Message are the RoutesReady condition; Ready is
+	// false also while it is Unknown.
+	Ready   bool   `json:"ready"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Problems are the pod ranges the node can't route (at most
+	// v1.MaxRouteProblems; ProblemsOmitted counts the rest).
+	Problems        []RouteProblem `json:"problems"`
+	ProblemsOmitted int32          `json:"problemsOmitted,omitempty"`
+}
+
+// RouteProblem is a pod range a node can't route.
+type RouteProblem struct {
+	Destination string `json:"destination"`
+	// Node owns the range (several, comma-separated, when they claim it).
+	Node    string `json:"node,omitempty"`
+	Reason  string `json:"reason"`
+	Message string `json:"message,omitempty"`
 }
 
 // Pool is one IPAMPool's usage and state.

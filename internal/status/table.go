@@ -66,15 +66,16 @@ func WriteTable(w io.Writer, r *Report) error {
 	if len(a.Nodes) == 0 {
 		line("  no DataplaneNode reports")
 	} else {
-		table("NODE", "READY", "ENDPOINTS", "LAST REPORT", "VERSION", "REASON")
+		table("NODE", "READY", "ENDPOINTS", "ROUTES", "LAST REPORT", "VERSION", "REASON")
 		for _, n := range a.Nodes {
 			reason := n.Reason
 			if !n.Ready && n.Message != "" {
 				reason += ": " + n.Message
 			}
-			table(n.Name, yesNo(n.Ready), fmt.Sprint(n.Endpoints), age(n.LastReportTime, r), orDash(n.AgentVersion), reason)
+			table(n.Name, yesNo(n.Ready), fmt.Sprint(n.Endpoints), nodeRoutes(n.Routing), age(n.LastReportTime, r), orDash(n.AgentVersion), reason)
 		}
 		flush()
+		writeRouteProblems(line, table, flush, a.Nodes)
 	}
 
 	if len(r.Pools) == 0 {
@@ -112,6 +113,52 @@ func WriteTable(w io.Writer, r *Report) error {
 	}
 	_, err := fmt.Fprintf(w, "Status: %d %s\n", len(r.Problems), plural(len(r.Problems), "problem", "problems"))
 	return err
+}
+
+// nodeRoutes is a node's ROUTES cell: its routing mode, the routes it
+// keeps and how many it can't install, e.g. "Native 4 (1 not routed)";
+// "-" when the agent doesn't route.
+func nodeRoutes(r *NodeRouting) string {
+	if r == nil {
+		return "-"
+	}
+	cell := fmt.Sprintf("%s %d", r.Mode, r.Routes)
+	if n := len(r.Problems) + int(r.ProblemsOmitted); n > 0 {
+		cell += fmt.Sprintf(" (%d not routed)", n)
+	}
+	return cell
+}
+
+// writeRouteProblems lists the pod ranges nodes can't route, at most
+// maxProblemLines of them.
+func writeRouteProblems(line func(string, ...any), table func(...string), flush func(), nodes []AgentNode) {
+	var rows [][]string
+	omitted := 0
+	for _, n := range nodes {
+		if n.Routing == nil {
+			continue
+		}
+		omitted += int(n.Routing.ProblemsOmitted)
+		for _, q := range n.Routing.Problems {
+			rows = append(rows, []string{n.Name, q.Destination, orDash(q.Node), q.Reason, q.Message})
+		}
+	}
+	if len(rows)+omitted == 0 {
+		return
+	}
+	line("\nRoutes not installed:")
+	table("NODE", "DESTINATION", "OWNER", "REASON", "MESSAGE")
+	for i, row := range rows {
+		if i == maxProblemLines {
+			omitted += len(rows) - i
+			break
+		}
+		table(row...)
+	}
+	flush()
+	if omitted > 0 {
+		line("  ... and %d more (-o json lists them; the DataplaneNodes count the rest)", omitted)
+	}
 }
 
 func plugin(dpc *DataplaneConfig) string {

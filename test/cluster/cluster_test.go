@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -182,6 +183,15 @@ func TestNativeRouting(t *testing.T) {
 		Should(ConsistOf("10.250.2.0/24 via 192.168.200.2"))
 	g.Eventually(func() []string { return ownedRoutes(node2) }).WithTimeout(10 * time.Second).
 		Should(ConsistOf("10.250.1.0/24 via 192.168.200.1"))
+	// And each reports it on its DataplaneNode.
+	for _, n := range cluster {
+		g.Eventually(func(g Gomega) {
+			var dpn v1.DataplaneNode
+			g.Expect(c.Get(ctx, client.ObjectKey{Name: n.name}, &dpn)).To(Succeed())
+			g.Expect(dpn.Status.Routing).To(Equal(&v1.DataplaneNodeRouting{Mode: v1.RoutingModeNative, Routes: 1}))
+			g.Expect(meta.IsStatusConditionTrue(dpn.Status.Conditions, v1.ConditionRoutesReady)).To(BeTrue(), "RoutesReady")
+		}).WithTimeout(10*time.Second).Should(Succeed(), n.name)
+	}
 
 	// Pods: clients in x and y on node 1, a server in y on node 2.
 	addPod := func(n *clusterNode, ns, name string) *netlab.Pod { return addPod(t, c, n, ns, name) }

@@ -16,7 +16,12 @@
 //     never replaced;
 //   - Sync: the loop that replans on every change of a Node's addresses or
 //     a NodeNetwork's ranges, and every resync interval (someone may have
-//     deleted a route), and reports conflicts in logs and metrics.
+//     deleted a route). It keeps the latest outcome (Status: the routes
+//     in place and what isn't routed, and why) for the agent's
+//     DataplaneNode report, logs and counts the problems, and records a
+//     Warning Event on the Node once per conflict while it lasts: a
+//     conflict needs someone on the node to act, the other problems are
+//     in the cluster's objects.
 //
 // Routes stay when the agent stops, as the datapath's pinned programs do:
 // pods on other nodes stay reachable across an agent restart, and the next

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	v1 "github.com/sluice-dev/sluice/api/v1"
 )
 
 // Protocol marks the kernel routes this package owns (`ip route show
@@ -19,12 +22,18 @@ const Protocol netlink.RouteProtocol = 83
 // Conflict is a wanted route the kernel has another owner's route for.
 type Conflict struct {
 	Want Route
-	// Existing is the other route, as the kernel lists it.
+	// Existing is the other route as `ip route` would show it: its
+	// destination, gateway, device and protocol.
 	Existing string
 }
 
 func (c Conflict) String() string {
 	return fmt.Sprintf("route to %s: a route the agent doesn't own is there (%s); not replaced", c.Want, c.Existing)
+}
+
+// Problem is the conflict as a problem of the node's routing.
+func (c Conflict) Problem() Problem {
+	return Problem{Dst: c.Want.Dst.String(), Node: c.Want.Node, Reason: v1.ReasonRouteConflict, Message: c.String()}
 }
 
 // Outcome is what a Sync left in the kernel.
@@ -52,7 +61,7 @@ func (k *Kernel) Sync(want []Route) (Outcome, error) {
 	var out Outcome
 	err := k.do(func() error {
 		var err error
-		out, err = sync(want)
+		out, err = syncTable(want)
 		return err
 	})
 	return out, err
@@ -65,7 +74,7 @@ func (k *Kernel) do(fn func() error) error {
 	return k.NetNS.Do(func(ns.NetNS) error { return fn() })
 }
 
-func sync(want []Route) (Outcome, error) {
+func syncTable(want []Route) (Outcome, error) {
 	var out Outcome
 	existing, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 	if err != nil {
@@ -88,7 +97,7 @@ func sync(want []Route) (Outcome, error) {
 	wanted := map[netip.Prefix]bool{}
 	for _, w := range want {
 		if o, taken := others[w.Dst]; taken {
-			out.Conflicts = append(out.Conflicts, Conflict{Want: w, Existing: o.String()})
+			out.Conflicts = append(out.Conflicts, Conflict{Want: w, Existing: describe(o)})
 			continue
 		}
 		wanted[w.Dst] = true
@@ -146,6 +155,36 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 		bits -= 96
 	}
 	return netip.PrefixFrom(a, bits), true
+}
+
+// describe is r in `ip route` words, e.g. "10.0.9.0/24 via 192.168.0.99
+// dev eth0 proto static": what a person looks for to find the route's
+// owner. It runs in the route's namespace (for the device's name).
+func describe(r netlink.Route) string {
+	var b strings.Builder
+	if dst, ok := prefixOf(r.Dst); ok {
+		b.WriteString(dst.String())
+	}
+	if gw := gateway(r); gw.IsValid() {
+		b.WriteString(" via " + gw.String())
+	}
+	if r.LinkIndex > 0 {
+		dev := fmt.Sprintf("if%d", r.LinkIndex)
+		if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+			dev = l.Attrs().Name
+		}
+		b.WriteString(" dev " + dev)
+	}
+	switch r.Type {
+	case unix.RTN_BLACKHOLE:
+		b.WriteString(" blackhole")
+	case unix.RTN_UNREACHABLE:
+		b.WriteString(" unreachable")
+	case unix.RTN_PROHIBIT:
+		b.WriteString(" prohibit")
+	}
+	b.WriteString(" proto " + r.Protocol.String())
+	return b.String()
 }
 
 func gateway(r netlink.Route) netip.Addr {

@@ -84,8 +84,8 @@ func TestKernel(t *testing.T) {
 	if out.Installed != 2 || len(out.Added) != 2 || !slices.Equal(out.Removed, []netip.Prefix{netip.MustParsePrefix("10.0.7.0/24")}) {
 		t.Errorf("first sync: %+v; want 2 added, the stale 10.0.7.0/24 removed", out)
 	}
-	if len(out.Conflicts) != 1 || out.Conflicts[0].Want != want[1] || !strings.Contains(out.Conflicts[0].String(), "192.168.0.99") {
-		t.Errorf("conflicts: %v; want the route to 10.0.9.0/24, naming the existing one", out.Conflicts)
+	if len(out.Conflicts) != 1 || out.Conflicts[0].Want != want[1] || out.Conflicts[0].Existing != "10.0.9.0/24 via 192.168.0.99 dev uplink proto static" {
+		t.Errorf("conflicts: %+v; want the route to 10.0.9.0/24, naming the existing one", out.Conflicts)
 	}
 	wantTable := append([]string{"10.0.2.0/24 via 192.168.0.2 proto 83", "fd10:0:2::/64 via fd00::2 proto 83"}, static...)
 	slices.Sort(wantTable)

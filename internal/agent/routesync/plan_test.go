@@ -38,7 +38,7 @@ func TestPlan(t *testing.T) {
 		nodes        []corev1.Node
 		networks     []v1.NodeNetwork
 		want         []Route
-		wantProblems []string
+		wantProblems []Problem
 	}{
 		{
 			name:     "every other node's ranges, both families, sorted; none to self",
@@ -56,18 +56,22 @@ func TestPlan(t *testing.T) {
 			networks: []v1.NodeNetwork{leaving, network("c", "10.0.3.0/24")},
 		},
 		{
-			name:         "only InternalIPs count; a range without an InternalIP of its family is a problem",
-			nodes:        []corev1.Node{external},
-			networks:     []v1.NodeNetwork{network("b", "10.0.2.0/24", "fd10:0:2::/64")},
-			want:         []Route{route("10.0.2.0/24", "192.168.0.2", "b")},
-			wantProblems: []string{"node b: no IPv6 InternalIP to route its pod range fd10:0:2::/64 via"},
+			name:     "only InternalIPs count; a range without an InternalIP of its family is a problem",
+			nodes:    []corev1.Node{external},
+			networks: []v1.NodeNetwork{network("b", "10.0.2.0/24", "fd10:0:2::/64")},
+			want:     []Route{route("10.0.2.0/24", "192.168.0.2", "b")},
+			wantProblems: []Problem{{Dst: "fd10:0:2::/64", Node: "b", Reason: v1.ReasonNodeAddressMissing,
+				Message: "node b: no IPv6 InternalIP to route its pod range fd10:0:2::/64 via"}},
 		},
 		{
-			name:         "a range two nodes claim is routed to neither; an unparsable one is a problem",
-			nodes:        []corev1.Node{node("b", "192.168.0.2"), node("c", "192.168.0.3")},
-			networks:     []v1.NodeNetwork{network("b", "10.0.2.0/24", "bogus"), network("c", "10.0.2.0/24", "10.0.3.0/24")},
-			want:         []Route{route("10.0.3.0/24", "192.168.0.3", "c")},
-			wantProblems: []string{`node b: pod range "bogus": netip.ParsePrefix("bogus"): no '/'`, "pod range 10.0.2.0/24 is claimed by nodes [b c]: not routed"},
+			name:     "a range two nodes claim is routed to neither; an unparsable one is a problem",
+			nodes:    []corev1.Node{node("b", "192.168.0.2"), node("c", "192.168.0.3")},
+			networks: []v1.NodeNetwork{network("b", "10.0.2.0/24", "bogus"), network("c", "10.0.2.0/24", "10.0.3.0/24")},
+			want:     []Route{route("10.0.3.0/24", "192.168.0.3", "c")},
+			wantProblems: []Problem{
+				{Dst: "bogus", Node: "b", Reason: v1.ReasonInvalidPodRange, Message: `node b: pod range "bogus": netip.ParsePrefix("bogus"): no '/'`},
+				{Dst: "10.0.2.0/24", Node: "b,c", Reason: v1.ReasonPodRangeClaimedTwice, Message: "pod range 10.0.2.0/24 is claimed by nodes [b c]: not routed"},
+			},
 		},
 		{
 			name:     "unmasked ranges are masked",
@@ -83,7 +87,7 @@ func TestPlan(t *testing.T) {
 				t.Errorf("routes:\n got %v\nwant %v", got, tt.want)
 			}
 			if !slices.Equal(problems, tt.wantProblems) {
-				t.Errorf("problems:\n got %q\nwant %q", problems, tt.wantProblems)
+				t.Errorf("problems:\n got %+v\nwant %+v", problems, tt.wantProblems)
 			}
 		})
 	}

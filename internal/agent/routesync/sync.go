@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -37,6 +40,22 @@ type Config struct {
 	Kernel Writer
 	// Resync is DefaultResync when zero.
 	Resync time.Duration
+	// Events, when set, records a Warning Event on the node's Node for
+	// each conflict, once while it lasts.
+	Events events.EventRecorder
+}
+
+// Status is the outcome of the latest sync, what the agent reports on its
+// DataplaneNode.
+type Status struct {
+	// Synced is false until the first sync has run.
+	Synced bool
+	// Routes counts the owned routes in the kernel.
+	Routes int
+	// Problems are the plan's problems, then the conflicts.
+	Problems []Problem
+	// Err is the latest sync's error, empty when it wrote everything.
+	Err string
 }
 
 // Sync is the route loop: replan on every relevant change and every
@@ -48,7 +67,14 @@ type Sync struct {
 	// steady state logs once.
 	routes, conflicts prometheus.Gauge
 	errors            prometheus.Counter
-	lastReport        []string
+	lastReport        []Problem
+	// announced are the conflicts an Event was recorded for, by
+	// message: one Event per conflict while it lasts, a new one if it
+	// comes back.
+	announced map[string]bool
+
+	mu     sync.Mutex
+	status Status
 }
 
 // New makes a Sync; Watch then Run start it.
@@ -57,7 +83,7 @@ func New(cfg Config) *Sync {
 		cfg.Resync = DefaultResync
 	}
 	return &Sync{
-		cfg: cfg, trigger: make(chan struct{}, 1),
+		cfg: cfg, trigger: make(chan struct{}, 1), announced: map[string]bool{},
 		routes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sluice_agent_routes",
 			Help: "Kernel routes the agent keeps to other nodes' pod ranges (native routing).",
@@ -146,8 +172,34 @@ func (s *Sync) Run(ctx context.Context, waitForCacheSync func(context.Context) b
 	}
 }
 
+// Status is the outcome of the latest sync. Its Problems are the caller's
+// to keep: a sync makes a new slice.
+func (s *Sync) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+func (s *Sync) setStatus(st Status) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status = st
+}
+
 // SyncOnce plans from the reader and writes the plan.
 func (s *Sync) SyncOnce(ctx context.Context) error {
+	err := s.syncOnce(ctx)
+	if err != nil {
+		// The routes and problems of the last sync that got as far as
+		// the kernel stay: a failed read changed nothing there.
+		st := s.Status()
+		st.Synced, st.Err = true, err.Error()
+		s.setStatus(st)
+	}
+	return err
+}
+
+func (s *Sync) syncOnce(ctx context.Context) error {
 	var nodes corev1.NodeList
 	if err := s.cfg.Reader.List(ctx, &nodes); err != nil {
 		return fmt.Errorf("list nodes: %w", err)
@@ -158,6 +210,16 @@ func (s *Sync) SyncOnce(ctx context.Context) error {
 	}
 	want, problems := Plan(s.cfg.Node, nodes.Items, networks.Items)
 	out, err := s.cfg.Kernel.Sync(want)
+	report := slices.Clone(problems)
+	for _, c := range out.Conflicts {
+		report = append(report, c.Problem())
+	}
+	st := Status{Synced: true, Routes: out.Installed, Problems: report}
+	if err != nil {
+		st.Err = err.Error()
+	}
+	s.setStatus(st)
+	s.announce(self(s.cfg.Node, nodes.Items), out.Conflicts)
 	s.routes.Set(float64(out.Installed))
 	s.conflicts.Set(float64(len(out.Conflicts)))
 	for _, r := range out.Added {
@@ -166,15 +228,42 @@ func (s *Sync) SyncOnce(ctx context.Context) error {
 	for _, dst := range out.Removed {
 		s.cfg.Log.Info("Route removed", "dst", dst)
 	}
-	report := slices.Clone(problems)
-	for _, c := range out.Conflicts {
-		report = append(report, c.String())
-	}
 	if !slices.Equal(report, s.lastReport) {
 		for _, p := range report {
-			s.cfg.Log.Error(errors.New(p), "A pod range of another node is not routed")
+			s.cfg.Log.Error(errors.New(p.Message), "A pod range of another node is not routed")
 		}
 		s.lastReport = report
 	}
 	return err
+}
+
+// announce records an Event for each conflict not announced yet, and
+// forgets the ones that are gone.
+func (s *Sync) announce(node *corev1.Node, conflicts []Conflict) {
+	if s.cfg.Events == nil {
+		return
+	}
+	now := make(map[string]bool, len(conflicts))
+	for _, c := range conflicts {
+		msg := c.String()
+		now[msg] = true
+		if !s.announced[msg] {
+			s.cfg.Events.Eventf(node, nil, corev1.EventTypeWarning, v1.ReasonRouteConflict, EventActionInstallRoute, "%s", msg)
+		}
+	}
+	s.announced = now
+}
+
+// EventActionInstallRoute is the action of the agent's route Events.
+const EventActionInstallRoute = "InstallRoute"
+
+// self is the node's Node from the list, for the Events' reference (with
+// its UID); a reference by name when the cache doesn't have it.
+func self(name string, nodes []corev1.Node) *corev1.Node {
+	for i := range nodes {
+		if nodes[i].Name == name {
+			return &nodes[i]
+		}
+	}
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
 }
