@@ -133,7 +133,7 @@ type p2pFigures struct {
 // Needs root (it skips otherwise, or fails with SLUICE_REQUIRE_PRIVILEGED=1).
 // The benchmark is its own loop of rounds and ignores b.N: run it once,
 //
-//	go test -run '^$' -bench PodToPod -benchtime 1x ./test/bench/
+//	go test -run '^$' -bench PodToPodLatency -benchtime 1x ./test/bench/
 //
 // (it takes about two minutes, half of it (d)'s bulk sends, so the default
 // benchtime also stops after one; about 20 s without (d) and (e)).
