@@ -85,10 +85,11 @@ test: setup-envtest vet ## Run all tests (envtest, BPF and network-namespace tes
 	go test $(TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: setup-envtest ## Run benchmarks and print their figures: allocator, compiler, BPF per packet, 1,000 nodes converging, pod-to-pod latency (root)
+bench: setup-envtest ## Run benchmarks and print their figures: allocator, compiler, BPF per packet, 1,000 nodes converging, pod-to-pod latency on one node and across two (root)
 	go test -run '^$$' -bench . -benchmem ./internal/... ./api/... && \
 		go test -run '^$$' -bench Converge -benchtime 1x ./test/bench/ && \
-		go test -run '^$$' -bench PodToPod -benchtime 1x ./test/bench/
+		go test -run '^$$' -bench PodToPodLatency -benchtime 1x ./test/bench/ && \
+		go test -run '^$$' -bench CrossNode -benchtime 1x ./test/bench/
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)

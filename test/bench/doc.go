@@ -11,4 +11,7 @@
 // of a node made of network namespaces (internal/netlab): it needs root, not
 // envtest, and compares our programs with iptables rules when
 // iptables-nft-restore is on the PATH.
+//
+// BenchmarkCrossNodePodToPod does the same between pods of two such nodes
+// joined by an underlay, with kernel routes between their pod ranges.
 package bench

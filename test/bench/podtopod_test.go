@@ -1,23 +1,11 @@
 package bench
 
 import (
-	"encoding/binary"
-	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/netip"
-	"os"
-	"slices"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/ns"
-
-	"github.com/sluice-dev/sluice/internal/cni"
 	"github.com/sluice-dev/sluice/internal/datapath"
 	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
 	"github.com/sluice-dev/sluice/internal/policy"
@@ -145,27 +133,16 @@ type p2pFigures struct {
 // Needs root (it skips otherwise, or fails with SLUICE_REQUIRE_PRIVILEGED=1).
 // The benchmark is its own loop of rounds and ignores b.N: run it once,
 //
-//	go test -run '^$' -bench PodToPod -benchtime 1x ./test/bench/
+//	go test -run '^$' -bench PodToPodLatency -benchtime 1x ./test/bench/
 //
 // (it takes about two minutes, half of it (d)'s bulk sends, so the default
 // benchtime also stops after one; about 20 s without (d) and (e)).
 func BenchmarkPodToPodLatency(b *testing.B) {
 	netlabtest.RequirePrivileged(b)
-	rounds := p2pRounds
-	if v := os.Getenv("BENCH_PODTOPOD_ROUNDS"); v != "" {
-		var err error
-		if rounds, err = strconv.Atoi(v); err != nil || rounds < 5 {
-			b.Fatalf("BENCH_PODTOPOD_ROUNDS=%q: want a number, at least 5", v)
-		}
-	}
+	rounds := benchRounds(b, "BENCH_PODTOPOD_ROUNDS", p2pRounds)
 
 	lab := netlabtest.NewNode(b)
-	if err := cni.WriteAllocation(lab.AllocationFile(), cni.Allocation{
-		Node: "node-1", Pool: "default", Mode: cni.ModeOverlay,
-		CIDRs: []string{p2pCIDR}, ExcludeIPs: []string{"10.244.9.0", "10.244.9.255"}, MaxPods: 10,
-	}); err != nil {
-		b.Fatal(err)
-	}
+	writeAllocation(b, lab, "node-1", netip.MustParsePrefix(p2pCIDR))
 	client, server := lab.WirePod(b, "client"), lab.WirePod(b, "server")
 	startServer(b, server, p2pPort)
 	// A listener (c) must not reach, so that (a) and (b) would connect.
@@ -241,8 +218,9 @@ func BenchmarkPodToPodLatency(b *testing.B) {
 	}
 
 	b.ResetTimer()
-	figs := make([][numConfig]p2pFigures, rounds)
+	figs := make([][]p2pFigures, rounds)
 	for r := range rounds {
+		figs[r] = make([]p2pFigures, configs)
 		for cfg := range configs {
 			configure(cfg)
 			figs[r][cfg] = measure(b, client, server.IP)
@@ -251,7 +229,7 @@ func BenchmarkPodToPodLatency(b *testing.B) {
 	b.StopTimer()
 	detach()
 	ipt.unhook()
-	report(b, figs, configs)
+	report(b, cfgNames[:configs], figs, cfgIsol)
 }
 
 // p2pPod is a pod of the benchmark, wired by the real plugin.
@@ -259,14 +237,29 @@ type p2pPod = netlabtest.Pod
 
 // p2pSnapshots builds (b)'s and (c)'s snapshots by hand.
 func p2pSnapshots(client, server p2pPod) (open, isolated *policy.Snapshot) {
+	ipcache := p2pIPCacheEntries(client.IP, server.IP)
+	open = &policy.Snapshot{
+		IPCache:   ipcache,
+		Endpoints: []policy.EndpointPolicy{{ID: idClient, IP: client.IP}, {ID: idServer, IP: server.IP}},
+	}
+	isolated = &policy.Snapshot{
+		IPCache:   ipcache,
+		Endpoints: []policy.EndpointPolicy{isolatedClient(client.IP), isolatedServer(server.IP)},
+	}
+	return open, isolated
+}
+
+// p2pIPCacheEntries is the ipcache of every snapshot: the world, the two
+// pods, and p2pIPCache+256 other prefixes.
+func p2pIPCacheEntries(client, server netip.Addr) []policy.IPCacheEntry {
 	ipcache := make([]policy.IPCacheEntry, 0, p2pIPCache+256+3)
 	ipcache = append(ipcache,
 		policy.IPCacheEntry{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Class: policy.ClassWorld},
-		policy.IPCacheEntry{Prefix: netip.PrefixFrom(client.IP, 32), Class: classClient},
-		policy.IPCacheEntry{Prefix: netip.PrefixFrom(server.IP, 32), Class: classServer},
+		policy.IPCacheEntry{Prefix: netip.PrefixFrom(client, 32), Class: classClient},
+		policy.IPCacheEntry{Prefix: netip.PrefixFrom(server, 32), Class: classServer},
 	)
-	// Other nodes' pod blocks (this node's block too: the pods' /32s are
-	// longer) and other pods in 10.245.0.0/16.
+	// Other nodes' pod blocks (the pods' own blocks too: the pods' /32s
+	// are longer) and other pods in 10.245.0.0/16.
 	for i := range 256 {
 		ipcache = append(ipcache, policy.IPCacheEntry{
 			Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 24),
@@ -279,21 +272,18 @@ func p2pSnapshots(client, server p2pPod) (open, isolated *policy.Snapshot) {
 			Class:  classOthers + policy.Class(i%2_500),
 		})
 	}
-	open = &policy.Snapshot{
-		IPCache:   ipcache,
-		Endpoints: []policy.EndpointPolicy{{ID: idClient, IP: client.IP}, {ID: idServer, IP: server.IP}},
-	}
-	isolated = &policy.Snapshot{
-		IPCache: ipcache,
-		Endpoints: []policy.EndpointPolicy{{
-			ID: idClient, IP: client.IP,
-			EgressIsolated: true, Egress: rules(classServer),
-		}, {
-			ID: idServer, IP: server.IP,
-			IngressIsolated: true, Ingress: rules(classClient),
-		}},
-	}
-	return open, isolated
+	return ipcache
+}
+
+// isolatedClient is the client with its egress isolated: p2pRules entries,
+// the last admitting the server's class on the server port.
+func isolatedClient(ip netip.Addr) policy.EndpointPolicy {
+	return policy.EndpointPolicy{ID: idClient, IP: ip, EgressIsolated: true, Egress: rules(classServer)}
+}
+
+// isolatedServer is the server with its ingress isolated likewise.
+func isolatedServer(ip netip.Addr) policy.EndpointPolicy {
+	return policy.EndpointPolicy{ID: idServer, IP: ip, IngressIsolated: true, Ingress: rules(classClient)}
 }
 
 // rules is p2pRules entries of which only the last admits peer on the
@@ -327,320 +317,4 @@ func apply(b *testing.B, d *datapath.Datapath, s *policy.Snapshot) {
 	if err := d.Apply(s); err != nil {
 		b.Fatalf("apply: %v", err)
 	}
-}
-
-// startServer listens on port in the server pod and serves every kind.
-func startServer(b *testing.B, server p2pPod, port int) {
-	b.Helper()
-	var ln net.Listener
-	if err := server.NetNS.Do(func(ns.NetNS) error {
-		var err error
-		ln, err = net.Listen("tcp", net.JoinHostPort(server.IP.String(), strconv.Itoa(port)))
-		return err
-	}); err != nil {
-		b.Fatalf("listen: %v", err)
-	}
-	var wg sync.WaitGroup
-	b.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { serve(conn) })
-		}
-	})
-}
-
-func serve(conn net.Conn) {
-	defer func() { _ = conn.Close() }()
-	msg := make([]byte, p2pMsg)
-	if _, err := io.ReadFull(conn, msg); err != nil {
-		return
-	}
-	switch msg[0] {
-	case kindRR:
-		for {
-			if _, err := conn.Write(msg); err != nil {
-				return
-			}
-			if _, err := io.ReadFull(conn, msg); err != nil {
-				return
-			}
-		}
-	case kindConn:
-		_, _ = conn.Write(msg)
-	case kindBulk:
-		want := binary.BigEndian.Uint64(msg[8:])
-		buf := make([]byte, 256<<10)
-		var got uint64
-		for got < want {
-			n, err := conn.Read(buf)
-			got += uint64(n)
-			if err != nil {
-				return
-			}
-		}
-		_, _ = conn.Write(msg[8:16])
-	}
-}
-
-// measure takes one configuration's figures.
-func measure(b *testing.B, client p2pPod, server netip.Addr) p2pFigures {
-	b.Helper()
-	var f p2pFigures
-	var err error
-	if f.rrP50, err = rrP50(client, server, p2pRRSamples); err != nil {
-		b.Fatalf("request/response: %v", err)
-	}
-	if f.connP50, err = connP50(client, server); err != nil {
-		b.Fatalf("connections: %v", err)
-	}
-	if f.mbps, err = throughput(client, server); err != nil {
-		b.Fatalf("bulk: %v", err)
-	}
-	return f
-}
-
-func dial(client p2pPod, server netip.Addr, port int, timeout time.Duration) (net.Conn, error) {
-	var conn net.Conn
-	err := client.NetNS.Do(func(ns.NetNS) error {
-		var err error
-		conn, err = net.DialTimeout("tcp", net.JoinHostPort(server.String(), strconv.Itoa(port)), timeout)
-		return err
-	})
-	if conn != nil {
-		_ = conn.SetDeadline(time.Now().Add(p2pTimeout))
-	}
-	return conn, err
-}
-
-// dialOnce connects to port and closes the connection.
-func dialOnce(client p2pPod, server netip.Addr, port int, timeout time.Duration) error {
-	conn, err := dial(client, server, port, timeout)
-	if err != nil {
-		return err
-	}
-	return conn.Close()
-}
-
-// rrP50 is the median of n round trips on one connection, after a warm-up.
-func rrP50(client p2pPod, server netip.Addr, n int) (time.Duration, error) {
-	conn, err := dial(client, server, p2pPort, p2pTimeout)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = conn.Close() }()
-	req, resp := make([]byte, p2pMsg), make([]byte, p2pMsg)
-	req[0] = kindRR
-	samples := make([]time.Duration, 0, n)
-	for i := range p2pRRWarmup + n {
-		start := time.Now()
-		if _, err := conn.Write(req); err != nil {
-			return 0, err
-		}
-		if _, err := io.ReadFull(conn, resp); err != nil {
-			return 0, err
-		}
-		if i >= p2pRRWarmup {
-			samples = append(samples, time.Since(start))
-		}
-	}
-	return median(samples), nil
-}
-
-// connP50 is the median of p2pConns connect, request, response, close.
-func connP50(client p2pPod, server netip.Addr) (time.Duration, error) {
-	addr := net.JoinHostPort(server.String(), strconv.Itoa(p2pPort))
-	samples := make([]time.Duration, 0, p2pConns)
-	// Sockets are made in the client's netns: the whole loop runs there.
-	err := client.NetNS.Do(func(ns.NetNS) error {
-		req, resp := make([]byte, p2pMsg), make([]byte, p2pMsg)
-		req[0] = kindConn
-		for range p2pConns {
-			start := time.Now()
-			conn, err := net.DialTimeout("tcp", addr, p2pTimeout)
-			if err != nil {
-				return err
-			}
-			_ = conn.SetDeadline(time.Now().Add(p2pTimeout))
-			if _, err := conn.Write(req); err != nil {
-				_ = conn.Close()
-				return err
-			}
-			if _, err := io.ReadFull(conn, resp); err != nil {
-				_ = conn.Close()
-				return err
-			}
-			if err := conn.Close(); err != nil {
-				return err
-			}
-			samples = append(samples, time.Since(start))
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	return median(samples), nil
-}
-
-// throughput is the median MB/s (10^6 bytes) of p2pBulkRuns sends of
-// p2pBulkBytes, each timed until the server acknowledges the last byte.
-func throughput(client p2pPod, server netip.Addr) (float64, error) {
-	runs := make([]float64, 0, p2pBulkRuns)
-	data := make([]byte, 64<<10)
-	for range p2pBulkRuns {
-		conn, err := dial(client, server, p2pPort, p2pTimeout)
-		if err != nil {
-			return 0, err
-		}
-		hdr := make([]byte, p2pMsg)
-		hdr[0] = kindBulk
-		binary.BigEndian.PutUint64(hdr[8:], p2pBulkBytes)
-		start := time.Now()
-		err = func() error {
-			defer func() { _ = conn.Close() }()
-			if _, err := conn.Write(hdr); err != nil {
-				return err
-			}
-			for sent := 0; sent < p2pBulkBytes; sent += len(data) {
-				if _, err := conn.Write(data); err != nil {
-					return err
-				}
-			}
-			ack := make([]byte, 8)
-			if _, err := io.ReadFull(conn, ack); err != nil {
-				return err
-			}
-			if binary.BigEndian.Uint64(ack) != p2pBulkBytes {
-				return errors.New("short bulk acknowledgement")
-			}
-			return nil
-		}()
-		if err != nil {
-			return 0, err
-		}
-		runs = append(runs, p2pBulkBytes/time.Since(start).Seconds()/1e6)
-	}
-	return medianF(runs), nil
-}
-
-func median(s []time.Duration) time.Duration {
-	s = slices.Clone(s)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func medianF(s []float64) float64 {
-	s = slices.Clone(s)
-	slices.Sort(s)
-	if len(s)%2 == 0 {
-		return (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return s[len(s)/2]
-}
-
-func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
-
-// report logs the per-round table and reports the medians of the first
-// configs configurations.
-func report(b *testing.B, figs [][numConfig]p2pFigures, configs int) {
-	b.Helper()
-	// vals[metric][cfg][round], ratios[metric][cfg][round] (against a).
-	const rr, conn, mbps, numMetric = 0, 1, 2, 3
-	var vals, ratios [numMetric][numConfig][]float64
-	for _, f := range figs {
-		for cfg := range configs {
-			for m, v := range [numMetric]float64{us(f[cfg].rrP50), us(f[cfg].connP50), f[cfg].mbps} {
-				vals[m][cfg] = append(vals[m][cfg], v)
-			}
-		}
-		for m := range numMetric {
-			a := vals[m][cfgNone][len(vals[m][cfgNone])-1]
-			for cfg := range configs {
-				ratios[m][cfg] = append(ratios[m][cfg], vals[m][cfg][len(vals[m][cfg])-1]/a)
-			}
-		}
-	}
-
-	// Rounds are columns and the verdict shares the table's first line
-	// (the testing package keeps only the first ten lines a benchmark
-	// logs); the last column is the median across rounds.
-	table := [][]string{{"round"}}
-	for r := range figs {
-		table[0] = append(table[0], strconv.Itoa(r+1))
-	}
-	table[0] = append(table[0], "median")
-	for m, name := range [numMetric]string{"rr_us", "conn_us", "MB/s"} {
-		format := "%.0f"
-		if m == rr {
-			format = "%.1f"
-		}
-		table = append(table,
-			append([]string{name}, row(vals[m][:configs], format, "/")...),
-			append([]string{name + "_ratio"}, row(ratios[m][cfgOpen:configs], "%.3f", ",")...))
-	}
-	rrC, connC := medianF(ratios[rr][cfgIsol]), medianF(ratios[conn][cfgIsol])
-	verdict := "met"
-	if rrC > 1.10 || connC > 1.10 {
-		verdict = "missed"
-	}
-	names := cfgNames[:configs]
-	b.Logf("Target c/a <= 1.10 at %d rules: rr %.3f, conn %.3f: %s. Per round: p50 latencies (us) and median MB/s of %s; ratios of %s against the same round's a\n%s",
-		p2pRules, rrC, connC, verdict, strings.Join(names, "/"), strings.Join(names[cfgOpen:], ","), formatTable(table))
-
-	for cfg := range configs {
-		n := cfgNames[cfg]
-		b.ReportMetric(medianF(vals[rr][cfg]), "rr_p50_us_"+n)
-		b.ReportMetric(medianF(vals[conn][cfg]), "conn_p50_us_"+n)
-		b.ReportMetric(medianF(vals[mbps][cfg]), "MB/s_"+n)
-		if cfg != cfgNone {
-			b.ReportMetric(medianF(ratios[rr][cfg]), "rr_ratio_"+n)
-			b.ReportMetric(medianF(ratios[conn][cfg]), "conn_ratio_"+n)
-			b.ReportMetric(medianF(ratios[mbps][cfg]), "MB/s_ratio_"+n)
-		}
-	}
-}
-
-// row is one table row's cells: per round, the round's value of each
-// series joined with sep, then the series' medians across rounds.
-func row(series [][]float64, format, sep string) []string {
-	join := func(pick func([]float64) float64) string {
-		parts := make([]string, len(series))
-		for i, s := range series {
-			parts[i] = fmt.Sprintf(format, pick(s))
-		}
-		return strings.Join(parts, sep)
-	}
-	cells := make([]string, 0, len(series[0])+1)
-	for r := range series[0] {
-		cells = append(cells, join(func(s []float64) float64 { return s[r] }))
-	}
-	return append(cells, join(medianF))
-}
-
-// formatTable right-aligns every column but the first to the widest cell.
-func formatTable(table [][]string) string {
-	width := 0
-	for _, cells := range table {
-		for _, c := range cells[1:] {
-			width = max(width, len(c))
-		}
-	}
-	var t strings.Builder
-	for i, cells := range table {
-		if i > 0 {
-			t.WriteByte('\n')
-		}
-		fmt.Fprintf(&t, "%-14s", cells[0])
-		for _, c := range cells[1:] {
-			fmt.Fprintf(&t, " %*s", width, c)
-		}
-	}
-	return t.String()
 }
