@@ -377,6 +377,7 @@ type EffectiveRouting struct {
 	// nonMasqueradeCIDRs are the destinations outside the cluster that
 	// pods reach with their own address, as spec.routing lists them.
 	// +optional
+	// +kubebuilder:validation:MaxItems=64
 	NonMasqueradeCIDRs []CIDR `json:"nonMasqueradeCIDRs,omitempty"`
 }
 
