@@ -209,6 +209,19 @@ type RoutingSettings struct {
 	// +kubebuilder:validation:Minimum=1280
 	// +kubebuilder:validation:Maximum=9000
 	UnderlayMTU *int32 `json:"underlayMTU,omitempty"`
+
+	// nonMasqueradeCIDRs are destinations outside the cluster that pods
+	// reach with their own address, for example the VNet's address space,
+	// a peered VNet or on-premises ranges reached over a gateway that
+	// routes pod addresses back. Pod traffic to any other destination
+	// outside the pod ranges leaves with its node's address (with mode
+	// Native). Traffic to the pod ranges and to every node's InternalIP is
+	// never masqueraded, listed here or not. Changes apply to new
+	// connections; established ones keep their translation.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	NonMasqueradeCIDRs []CIDR `json:"nonMasqueradeCIDRs,omitempty"`
 }
 
 // IPAMPoolReference names an IPAMPool.
@@ -361,6 +374,11 @@ type EffectiveRouting struct {
 	// podMTU is the MTU of every pod's interface: underlayMTU less the
 	// encapsulation overhead of the tunnel, if any.
 	PodMTU int32 `json:"podMTU"`
+	// nonMasqueradeCIDRs are the destinations outside the cluster that
+	// pods reach with their own address, as spec.routing lists them.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	NonMasqueradeCIDRs []CIDR `json:"nonMasqueradeCIDRs,omitempty"`
 }
 
 // EffectiveAgentSettings are AgentSettings with every default filled in.

@@ -128,12 +128,14 @@ func TestConvertExamples(t *testing.T) {
 		jumbo := int32(9000)
 		in := &v1.DataplaneConfig{Spec: v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{
 			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve, UnderlayMTU: &jumbo,
+			NonMasqueradeCIDRs: []v1.CIDR{"172.16.0.0/12", "fd00:100::/64"},
 		}}}
 		spoke := &DataplaneConfig{}
 		if err := ConvertFromV1(in, spoke); err != nil {
 			t.Fatal(err)
 		}
-		if !containsAll(spoke.Annotations[V1FieldsAnnotation], `"mode":"Tunnel"`, `"tunnelProtocol":"Geneve"`, `"underlayMTU":9000`) {
+		if !containsAll(spoke.Annotations[V1FieldsAnnotation], `"mode":"Tunnel"`, `"tunnelProtocol":"Geneve"`, `"underlayMTU":9000`,
+			`"nonMasqueradeCIDRs":["172.16.0.0/12","fd00:100::/64"]`) {
 			t.Errorf("annotation = %q, want the routing settings", spoke.Annotations[V1FieldsAnnotation])
 		}
 		out := &v1.DataplaneConfig{}

@@ -43,7 +43,7 @@ func bindFlags(fs *flag.FlagSet, getenv func(string) string) *flags {
 	fs.StringVar(&f.procSysNet, "proc-sys-net", agent.DefaultProcSysNet, "The node's /proc/sys/net (in a container, a read-write mount of it), where the agent turns IP forwarding on; empty leaves forwarding alone (development only).")
 	fs.StringVar(&f.routingMode, "routing-mode", "", "How pod traffic reaches other nodes: \"Native\" keeps a kernel route per other node's pod range via its InternalIP; empty takes the mode from --config (the cluster's routing in force), or leaves the node's routes alone without one.")
 	fs.StringVar(&f.masquerade, "masquerade", "", "Egress masquerade of pod traffic leaving the cluster's pod ranges: \"On\", \"Off\", or empty: on with native routing.")
-	fs.StringVar(&f.nonMasquerade, "non-masquerade-cidrs", "", "Comma-separated CIDRs besides the pod ranges that pods reach with their own address (e.g. the node network).")
+	fs.StringVar(&f.nonMasquerade, "non-masquerade-cidrs", "", "Comma-separated CIDRs besides the pod ranges and the nodes' InternalIPs that pods reach with their own address (e.g. a peered network); empty takes them from --config (the cluster's routing.nonMasqueradeCIDRs).")
 	fs.StringVar(&f.allocationFile, "allocation-file", cni.DefaultAllocationFile, "The CNI plugin's allocation file, written from this node's NodeNetwork; empty disables the IPAM sync.")
 	fs.StringVar(&f.cniStateDir, "cni-state-dir", cni.DefaultStateDir, "The CNI plugin's state directory.")
 	fs.StringVar(&f.cniInstall.BinarySource, "cni-bin-source", "", "The CNI plugin binary to install on the node (in the agent image: /sluice-cni). The four --cni-* install flags go together; unset, nothing is installed.")
@@ -101,8 +101,8 @@ func (f *flags) options() (agent.Options, string, error) {
 			MaxIPCacheEntries: int(cfg.Agent.BPFMaps.IPCacheEntries),
 		},
 	}
-	if opts.Masquerade.NonMasquerade, err = parseCIDRs(f.nonMasquerade); err != nil {
-		return agent.Options{}, "", fmt.Errorf("--non-masquerade-cidrs: %w", err)
+	if opts.Masquerade.NonMasquerade, err = nonMasquerade(f.nonMasquerade, cfg.Routing); err != nil {
+		return agent.Options{}, "", err
 	}
 	if f.noPin {
 		opts.Datapath.PinDir = ""
@@ -138,6 +138,28 @@ func parseLevel(s string) (string, error) {
 		return "error", nil
 	}
 	return "", fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+}
+
+// nonMasquerade is the flag's CIDRs when set, else the config's: the flag
+// replaces the list rather than adding to it, as --routing-mode replaces
+// the mode, so what the agent uses is always one list someone wrote.
+func nonMasquerade(flag string, routing *v1.EffectiveRouting) ([]netip.Prefix, error) {
+	if strings.TrimSpace(flag) != "" || routing == nil {
+		out, err := parseCIDRs(flag)
+		if err != nil {
+			return nil, fmt.Errorf("--non-masquerade-cidrs: %w", err)
+		}
+		return out, nil
+	}
+	var out []netip.Prefix
+	for _, c := range routing.NonMasqueradeCIDRs {
+		p, err := netip.ParsePrefix(string(c))
+		if err != nil {
+			return nil, fmt.Errorf("--config: routing.nonMasqueradeCIDRs: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // parseCIDRs parses a comma-separated list of CIDRs (nil when empty).

@@ -295,3 +295,54 @@ func TestRoutingModeFromTheConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestNonMasqueradeFromTheConfig: the operator's config lists the
+// non-masquerade CIDRs; --non-masquerade-cidrs replaces them.
+func TestNonMasqueradeFromTheConfig(t *testing.T) {
+	cm, err := agentmanifest.ConfigMap(&v1.EffectiveConfig{
+		NetworkPlugin: v1.NetworkPluginAzure, NetworkDataplane: "cilium", NetworkPolicy: "cilium",
+		Agent: v1.EffectiveAgentSettings{Image: "sluice/agent:dev", LogLevel: v1.LogLevelInfo},
+		Routing: &v1.EffectiveRouting{
+			Mode: v1.RoutingModeNative, UnderlayMTU: 1500, PodMTU: 1500,
+			NonMasqueradeCIDRs: []v1.CIDR{"172.16.0.0/12", "fd00:100::/64"},
+		},
+	}, agentmanifest.Params{Namespace: "sluice-system", Name: "sluice-agent", ServiceAccountName: "sluice-agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(config, []byte(cm.Data[agentmanifest.ConfigFileKey]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pp := func(ss ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range ss {
+			out = append(out, netip.MustParsePrefix(s))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []netip.Prefix
+	}{
+		{"the config's CIDRs", []string{"--config=" + config}, pp("172.16.0.0/12", "fd00:100::/64")},
+		{"the flag replaces them", []string{"--config=" + config, "--non-masquerade-cidrs=192.168.200.0/24"}, pp("192.168.200.0/24")},
+		{"a config without routing (an older operator)", []string{"--config=" + renderedConfig(t)}, nil},
+		{"no config, no flag", []string{"--config="}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := parse(t, map[string]string{"NODE_NAME": "node-1"}, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts, _, err := f.options()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(opts.Masquerade.NonMasquerade, tc.want) {
+				t.Errorf("non-masquerade %v, want %v", opts.Masquerade.NonMasquerade, tc.want)
+			}
+		})
+	}
+}

@@ -160,13 +160,13 @@ const (
 )
 
 // MasqueradeOptions configure egress masquerade (package masquerade):
-// pod traffic to destinations outside every pod range and outside
-// NonMasquerade leaves with the node's address.
+// pod traffic to destinations outside every pod range, every node's
+// InternalIPs and NonMasquerade leaves with the node's address.
 type MasqueradeOptions struct {
 	// Mode is MasqueradeAuto, MasqueradeOn or MasqueradeOff.
 	Mode string
 	// NonMasquerade are further destinations pods reach with their own
-	// address (the node network, a peered network that routes pod ranges).
+	// address (a peered network that routes pod ranges, on-premises).
 	NonMasquerade []netip.Prefix
 }
 

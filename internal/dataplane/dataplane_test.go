@@ -105,6 +105,13 @@ func TestEffective(t *testing.T) {
 			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolVXLAN, UnderlayMTU: 1500, PodMTU: 1450,
 		}),
 	}, {
+		name: "non-masquerade CIDRs are carried as listed",
+		spec: v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{NonMasqueradeCIDRs: []v1.CIDR{"172.16.0.0/12", "fd00:100::/64"}}},
+		want: legacy(&v1.EffectiveRouting{
+			Mode: v1.RoutingModeNative, UnderlayMTU: 1500, PodMTU: 1500,
+			NonMasqueradeCIDRs: []v1.CIDR{"172.16.0.0/12", "fd00:100::/64"},
+		}),
+	}, {
 		name: "a Geneve tunnel over jumbo frames",
 		spec: v1.DataplaneConfigSpec{Routing: &v1.RoutingSettings{
 			Mode: v1.RoutingModeTunnel, TunnelProtocol: v1.TunnelProtocolGeneve, UnderlayMTU: ptr.To[int32](9000),

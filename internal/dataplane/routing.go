@@ -1,6 +1,10 @@
 package dataplane
 
-import v1 "github.com/sluice-dev/sluice/api/v1"
+import (
+	"slices"
+
+	v1 "github.com/sluice-dev/sluice/api/v1"
+)
 
 // Routing defaults. Native because the cloud product Sluice models routes
 // pod addresses in the cloud network; VXLAN because it is the tunnel every
@@ -32,6 +36,9 @@ func EffectiveRouting(in *v1.RoutingSettings) *v1.EffectiveRouting {
 	out := &v1.EffectiveRouting{
 		Mode:        or(in.Mode, DefaultRoutingMode),
 		UnderlayMTU: orPtr(in.UnderlayMTU, DefaultUnderlayMTU),
+		// Copied, not shared: the effective config is written to status
+		// and rendered for the agents apart from the spec it came from.
+		NonMasqueradeCIDRs: slices.Clone(in.NonMasqueradeCIDRs),
 	}
 	if out.Mode == v1.RoutingModeTunnel {
 		out.TunnelProtocol = or(in.TunnelProtocol, DefaultTunnelProtocol)

@@ -58,8 +58,8 @@ func masqueradeRules(g Gomega, n *clusterNode) [2]int {
 }
 
 // TestEgressMasquerade: pods reach the outside with their node's address,
-// several at once from the same source port; pod-to-pod keeps the pod's
-// address; egress policy is judged on the pod's address; a restarted
+// several at once from the same source port; pod-to-pod and pod-to-node
+// keep the pod's address; egress policy is judged on the pod's address; a restarted
 // agent leaves one table, not two.
 func TestEgressMasquerade(t *testing.T) {
 	netlabtest.RequirePrivileged(t)
@@ -93,8 +93,9 @@ func TestEgressMasquerade(t *testing.T) {
 	a2 := startAgent(t, cfg, node2)
 	g := NewWithT(t)
 	g.Eventually(func() bool { return a1.Ready() && a2.Ready() }).WithTimeout(30 * time.Second).Should(BeTrue())
-	// Node 1's table: its range the source; both ranges exempt.
-	want := [2]int{1, 3}
+	// Node 1's table: its range the source; both ranges and both nodes'
+	// InternalIPs (IPv4 and IPv6 each) exempt.
+	want := [2]int{1, 1 + 2 + 4}
 	g.Eventually(func(g Gomega) [2]int { return masqueradeRules(g, node1) }).WithTimeout(10 * time.Second).Should(Equal(want))
 
 	clients := []*netlab.Pod{addPod(t, c, node1, "x", "client-a"), addPod(t, c, node1, "x", "client-b"), addPod(t, c, node1, "x", "client-c")}
@@ -146,6 +147,26 @@ func TestEgressMasquerade(t *testing.T) {
 		src, err := sourceSeen(clients[0], netip.AddrPortFrom(server.IP, 7000), 0)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(src.Addr()).To(Equal(clients[0].IP))
+	}).WithTimeout(15 * time.Second).Should(Succeed())
+
+	// Pod to another node's own address: the node network is exempt, so
+	// node 2 sees the pod's address, while the outside still sees node 1's.
+	node2Addr := u.NodeAddrs(1)[0]
+	var onNode2 interface{ Close() error }
+	if err := node2.Do(func() (err error) {
+		onNode2, err = netlab.ListenSource(netip.AddrPortFrom(node2Addr, 7001))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = onNode2.Close() }()
+	g.Eventually(func(g Gomega) {
+		src, err := sourceSeen(clients[0], netip.AddrPortFrom(node2Addr, 7001), 0)
+		g.Expect(err).NotTo(HaveOccurred(), "pod -> node 2's address")
+		g.Expect(src.Addr()).To(Equal(clients[0].IP), "node 2 sees the pod's own address")
+		src, err = sourceSeen(clients[0], to, 0)
+		g.Expect(err).NotTo(HaveOccurred(), "pod -> outside")
+		g.Expect(src.Addr()).To(Equal(node1Addr), "the outside sees node 1's address")
 	}).WithTimeout(15 * time.Second).Should(Succeed())
 
 	// Egress policy on client-c denies the outside's range: judged on the

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 )
 
 func TestPlan(t *testing.T) {
@@ -17,7 +18,8 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name                        string
-		local, cluster, nonMasq     []netip.Prefix
+		local, cluster, nodes       []netip.Prefix
+		nonMasq                     []netip.Prefix
 		wantSources, wantExemptions []netip.Prefix
 	}{
 		{
@@ -64,6 +66,22 @@ func TestPlan(t *testing.T) {
 			wantExemptions: pp("10.250.1.0/24", "10.250.2.0/24", "fd00:250::/32"),
 		},
 		{
+			name:           "node addresses exempt as host prefixes, beside the pod ranges",
+			local:          pp("10.250.1.0/24"),
+			cluster:        pp("10.250.1.0/24", "10.250.2.0/24"),
+			nodes:          pp("192.168.100.3/32", "192.168.100.2/32", "fd00:100::2/128"),
+			wantSources:    pp("10.250.1.0/24"),
+			wantExemptions: pp("10.250.1.0/24", "10.250.2.0/24", "192.168.100.2/32", "192.168.100.3/32", "fd00:100::2/128"),
+		},
+		{
+			name:           "a non-masquerade CIDR covering the node network swallows the node addresses",
+			local:          pp("10.250.1.0/24"),
+			nodes:          pp("192.168.100.2/32", "192.168.100.3/32"),
+			nonMasq:        pp("192.168.0.0/16"),
+			wantSources:    pp("10.250.1.0/24"),
+			wantExemptions: pp("10.250.1.0/24", "192.168.0.0/16"),
+		},
+		{
 			name:           "invalid prefixes are dropped",
 			local:          []netip.Prefix{{}, netip.MustParsePrefix("10.250.1.0/24")},
 			cluster:        []netip.Prefix{{}},
@@ -72,10 +90,53 @@ func TestPlan(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := Plan(tc.local, tc.cluster, tc.nonMasq)
+			got := Plan(Inputs{Local: tc.local, ClusterRanges: tc.cluster, NodeAddresses: tc.nodes, NonMasquerade: tc.nonMasq})
 			g := NewWithT(t)
 			g.Expect(got.Sources).To(Equal(tc.wantSources), "sources")
 			g.Expect(got.Exempt).To(Equal(tc.wantExemptions), "exempt")
+		})
+	}
+}
+
+func TestNodeAddresses(t *testing.T) {
+	node := func(addrs ...corev1.NodeAddress) corev1.Node {
+		return corev1.Node{Status: corev1.NodeStatus{Addresses: addrs}}
+	}
+	internal := func(a string) corev1.NodeAddress { return corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a} }
+	for _, tc := range []struct {
+		name  string
+		nodes []corev1.Node
+		want  []netip.Prefix
+	}{
+		{name: "no nodes", nodes: nil, want: nil},
+		{
+			name: "InternalIPs of every node, both families",
+			nodes: []corev1.Node{
+				node(internal("192.168.100.2"), internal("fd00:100::2")),
+				node(internal("192.168.100.3")),
+			},
+			want: []netip.Prefix{
+				netip.MustParsePrefix("192.168.100.2/32"), netip.MustParsePrefix("fd00:100::2/128"),
+				netip.MustParsePrefix("192.168.100.3/32"),
+			},
+		},
+		{
+			name: "external addresses and host names are not the node network",
+			nodes: []corev1.Node{node(
+				corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.7"},
+				corev1.NodeAddress{Type: corev1.NodeHostName, Address: "node-a"},
+				internal("192.168.100.2"),
+			)},
+			want: []netip.Prefix{netip.MustParsePrefix("192.168.100.2/32")},
+		},
+		{
+			name:  "an IPv4-mapped address counts as IPv4; garbage is skipped",
+			nodes: []corev1.Node{node(internal("::ffff:192.168.100.4"), internal("not-an-ip"))},
+			want:  []netip.Prefix{netip.MustParsePrefix("192.168.100.4/32")},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			NewWithT(t).Expect(NodeAddresses(tc.nodes)).To(Equal(tc.want))
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,11 +32,12 @@ type Config struct {
 	Log logr.Logger
 	// Node is this node's name: its NodeNetwork's ranges are the sources.
 	Node string
-	// Reader lists NodeNetworks (the agent's cache).
+	// Reader lists NodeNetworks and Nodes (the agent's cache).
 	Reader client.Reader
 	Kernel Writer
-	// NonMasquerade are destinations besides the pod ranges that pods
-	// reach with their own address (the node network, a peered VPC).
+	// NonMasquerade are destinations besides the pod ranges and the
+	// nodes' InternalIPs that pods reach with their own address (a peered
+	// network, on-premises ranges).
 	NonMasquerade []netip.Prefix
 	// Resync is DefaultResync when zero.
 	Resync time.Duration
@@ -56,23 +58,37 @@ func New(cfg Config) *Sync {
 	return &Sync{cfg: cfg, trigger: make(chan struct{}, 1)}
 }
 
-// Watch makes a change of any NodeNetwork's ranges trigger a rewrite.
+// Watch makes a change of any NodeNetwork's ranges or any Node's
+// addresses trigger a rewrite.
 func (s *Sync) Watch(ctx context.Context, informers cache.Informers) error {
-	inf, err := informers.GetInformer(ctx, &v1.NodeNetwork{})
-	if err != nil {
-		return fmt.Errorf("informer for NodeNetworks: %w", err)
-	}
-	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { s.poke() },
-		UpdateFunc: func(o, n any) {
-			if !slices.Equal(o.(*v1.NodeNetwork).Status.CIDRs, n.(*v1.NodeNetwork).Status.CIDRs) {
-				s.poke()
-			}
-		},
-		DeleteFunc: func(any) { s.poke() },
-	})
-	if err != nil {
-		return fmt.Errorf("watch NodeNetworks: %w", err)
+	for _, w := range []struct {
+		obj     client.Object
+		changed func(o, n any) bool
+	}{
+		{&v1.NodeNetwork{}, func(o, n any) bool {
+			return !slices.Equal(o.(*v1.NodeNetwork).Status.CIDRs, n.(*v1.NodeNetwork).Status.CIDRs)
+		}},
+		{&corev1.Node{}, func(o, n any) bool {
+			return !reflect.DeepEqual(o.(*corev1.Node).Status.Addresses, n.(*corev1.Node).Status.Addresses)
+		}},
+	} {
+		inf, err := informers.GetInformer(ctx, w.obj)
+		if err != nil {
+			return fmt.Errorf("informer for %T: %w", w.obj, err)
+		}
+		changed := w.changed
+		_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc: func(any) { s.poke() },
+			UpdateFunc: func(o, n any) {
+				if changed(o, n) {
+					s.poke()
+				}
+			},
+			DeleteFunc: func(any) { s.poke() },
+		})
+		if err != nil {
+			return fmt.Errorf("watch %T: %w", w.obj, err)
+		}
 	}
 	return nil
 }
@@ -85,7 +101,7 @@ func (s *Sync) poke() {
 }
 
 // Run waits for the caches (a plan from an empty cache would masquerade
-// traffic to other nodes' pods), then writes on every trigger and every
+// traffic to other nodes' pods and addresses), then writes on every trigger and every
 // Resync until ctx ends. A failed write is retried at the next one.
 func (s *Sync) Run(ctx context.Context, waitForCacheSync func(context.Context) bool) error {
 	if !waitForCacheSync(ctx) {
@@ -115,6 +131,10 @@ func (s *Sync) SyncOnce(ctx context.Context) error {
 	if err := s.cfg.Reader.List(ctx, &networks); err != nil {
 		return fmt.Errorf("list nodenetworks: %w", err)
 	}
+	var nodes corev1.NodeList
+	if err := s.cfg.Reader.List(ctx, &nodes); err != nil {
+		return fmt.Errorf("list nodes: %w", err)
+	}
 	var local, all []netip.Prefix
 	for _, nn := range networks.Items {
 		for _, c := range nn.Status.CIDRs {
@@ -128,7 +148,10 @@ func (s *Sync) SyncOnce(ctx context.Context) error {
 			}
 		}
 	}
-	r := Plan(local, all, s.cfg.NonMasquerade)
+	r := Plan(Inputs{
+		Local: local, ClusterRanges: all,
+		NodeAddresses: NodeAddresses(nodes.Items), NonMasquerade: s.cfg.NonMasquerade,
+	})
 	if err := s.cfg.Kernel.Write(r); err != nil {
 		return err
 	}

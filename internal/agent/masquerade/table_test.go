@@ -20,8 +20,12 @@ func TestTableRewrite(t *testing.T) {
 		}
 		return [2]int{chains, rules}
 	}
-	r := Plan([]netip.Prefix{netip.MustParsePrefix("10.250.1.0/24"), netip.MustParsePrefix("fd00:250:1::/64")},
-		[]netip.Prefix{netip.MustParsePrefix("10.250.2.0/24")}, []netip.Prefix{netip.MustParsePrefix("192.168.200.0/24")})
+	r := Plan(Inputs{
+		Local:         []netip.Prefix{netip.MustParsePrefix("10.250.1.0/24"), netip.MustParsePrefix("fd00:250:1::/64")},
+		ClusterRanges: []netip.Prefix{netip.MustParsePrefix("10.250.2.0/24")},
+		NodeAddresses: []netip.Prefix{netip.MustParsePrefix("192.168.100.2/32"), netip.MustParsePrefix("fd00:100::2/128")},
+		NonMasquerade: []netip.Prefix{netip.MustParsePrefix("192.168.200.0/24")},
+	})
 	for range 2 {
 		if err := tbl.Write(r); err != nil {
 			t.Fatal(err)
@@ -30,7 +34,7 @@ func TestTableRewrite(t *testing.T) {
 			t.Fatalf("chains and rules after a write: %v, want %v", got, want)
 		}
 	}
-	if err := tbl.Write(Plan([]netip.Prefix{netip.MustParsePrefix("10.250.1.0/24")}, nil, nil)); err != nil {
+	if err := tbl.Write(Plan(Inputs{Local: []netip.Prefix{netip.MustParsePrefix("10.250.1.0/24")}})); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := count(), [2]int{1, 2}; got != want {
