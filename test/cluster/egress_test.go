@@ -34,13 +34,16 @@ const sourcePort = 9000
 func sourceSeen(p *netlab.Pod, to netip.AddrPort, lport int) (netip.AddrPort, error) {
 	var line string
 	err := p.Do(func() error {
-		d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: p.IP.AsSlice(), Port: lport}}
+		// Five seconds leave room for a retransmitted SYN (the first is
+		// resent after one second): simultaneous first packets through
+		// the NAT may clash in conntrack, and the kernel then drops one.
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: p.IP.AsSlice(), Port: lport}}
 		conn, err := d.Dial("tcp", to.String())
 		if err != nil {
 			return err
 		}
 		defer func() { _ = conn.Close() }()
-		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 		line, err = bufio.NewReader(conn).ReadString('\n')
 		return err
 	})
