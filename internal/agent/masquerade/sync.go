@@ -2,7 +2,6 @@ package masquerade
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -16,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
+	"github.com/sluice-dev/sluice/internal/agent/resync"
 )
 
 // DefaultResync is how often Sync rewrites the table without a change:
@@ -45,9 +45,9 @@ type Config struct {
 
 // Sync keeps the node's table in step with the cluster's pod ranges.
 type Sync struct {
-	cfg     Config
-	trigger chan struct{}
-	last    *Rules // the last rules written, to log changes only
+	cfg  Config
+	loop *resync.Loop
+	last *Rules // the last rules written, to log changes only
 }
 
 // New makes a Sync; Watch then Run start it.
@@ -55,7 +55,7 @@ func New(cfg Config) *Sync {
 	if cfg.Resync <= 0 {
 		cfg.Resync = DefaultResync
 	}
-	return &Sync{cfg: cfg, trigger: make(chan struct{}, 1)}
+	return &Sync{cfg: cfg, loop: resync.New(cfg.Resync)}
 }
 
 // Watch makes a change of any NodeNetwork's ranges or any Node's
@@ -78,13 +78,13 @@ func (s *Sync) Watch(ctx context.Context, informers cache.Informers) error {
 		}
 		changed := w.changed
 		_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc: func(any) { s.poke() },
+			AddFunc: func(any) { s.loop.Poke() },
 			UpdateFunc: func(o, n any) {
 				if changed(o, n) {
-					s.poke()
+					s.loop.Poke()
 				}
 			},
-			DeleteFunc: func(any) { s.poke() },
+			DeleteFunc: func(any) { s.loop.Poke() },
 		})
 		if err != nil {
 			return fmt.Errorf("watch %T: %w", w.obj, err)
@@ -93,36 +93,13 @@ func (s *Sync) Watch(ctx context.Context, informers cache.Informers) error {
 	return nil
 }
 
-func (s *Sync) poke() {
-	select {
-	case s.trigger <- struct{}{}:
-	default:
-	}
-}
-
 // Run waits for the caches (a plan from an empty cache would masquerade
 // traffic to other nodes' pods and addresses), then writes on every trigger and every
 // Resync until ctx ends. A failed write is retried at the next one.
 func (s *Sync) Run(ctx context.Context, waitForCacheSync func(context.Context) bool) error {
-	if !waitForCacheSync(ctx) {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return errors.New("informer caches did not sync")
-	}
-	tick := time.NewTicker(s.cfg.Resync)
-	defer tick.Stop()
-	for {
-		if err := s.SyncOnce(ctx); err != nil {
-			s.cfg.Log.Error(err, "Writing the egress masquerade rules failed; retrying")
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.trigger:
-		case <-tick.C:
-		}
-	}
+	return s.loop.Run(ctx, waitForCacheSync, s.SyncOnce, func(err error) {
+		s.cfg.Log.Error(err, "Writing the egress masquerade rules failed; retrying")
+	})
 }
 
 // SyncOnce plans from the reader and writes the plan.

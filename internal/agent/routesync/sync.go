@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/sluice-dev/sluice/api/v1"
+	"github.com/sluice-dev/sluice/internal/agent/resync"
 )
 
 // DefaultResync is how often Sync replans without a change: a route
@@ -61,8 +62,8 @@ type Status struct {
 // Sync is the route loop: replan on every relevant change and every
 // Resync, write the result through Kernel.
 type Sync struct {
-	cfg     Config
-	trigger chan struct{}
+	cfg  Config
+	loop *resync.Loop
 	// The metrics, and the last problems and conflicts logged, so that a
 	// steady state logs once.
 	routes, conflicts prometheus.Gauge
@@ -83,7 +84,7 @@ func New(cfg Config) *Sync {
 		cfg.Resync = DefaultResync
 	}
 	return &Sync{
-		cfg: cfg, trigger: make(chan struct{}, 1), announced: map[string]bool{},
+		cfg: cfg, loop: resync.New(cfg.Resync), announced: map[string]bool{},
 		routes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sluice_agent_routes",
 			Help: "Kernel routes the agent keeps to other nodes' pod ranges (native routing).",
@@ -125,13 +126,13 @@ func (s *Sync) Watch(ctx context.Context, informers cache.Informers) error {
 		}
 		changed := w.changed
 		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc: func(any) { s.poke() },
+			AddFunc: func(any) { s.loop.Poke() },
 			UpdateFunc: func(o, n any) {
 				if changed(o, n) {
-					s.poke()
+					s.loop.Poke()
 				}
 			},
-			DeleteFunc: func(any) { s.poke() },
+			DeleteFunc: func(any) { s.loop.Poke() },
 		}); err != nil {
 			return fmt.Errorf("watch %T: %w", w.obj, err)
 		}
@@ -139,37 +140,14 @@ func (s *Sync) Watch(ctx context.Context, informers cache.Informers) error {
 	return nil
 }
 
-func (s *Sync) poke() {
-	select {
-	case s.trigger <- struct{}{}:
-	default:
-	}
-}
-
 // Run waits for the caches (planning from a cache that hasn't synced would
 // remove every route), then syncs on every trigger and every Resync until
 // ctx ends. A failed sync is retried at the next one; it doesn't stop Run.
 func (s *Sync) Run(ctx context.Context, waitForCacheSync func(context.Context) bool) error {
-	if !waitForCacheSync(ctx) {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return errors.New("informer caches did not sync")
-	}
-	tick := time.NewTicker(s.cfg.Resync)
-	defer tick.Stop()
-	for {
-		if err := s.SyncOnce(ctx); err != nil {
-			s.errors.Inc()
-			s.cfg.Log.Error(err, "Syncing routes to other nodes' pods failed; retrying")
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.trigger:
-		case <-tick.C:
-		}
-	}
+	return s.loop.Run(ctx, waitForCacheSync, s.SyncOnce, func(err error) {
+		s.errors.Inc()
+		s.cfg.Log.Error(err, "Syncing routes to other nodes' pods failed; retrying")
+	})
 }
 
 // Status is the outcome of the latest sync. Its Problems are the caller's
