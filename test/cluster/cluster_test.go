@@ -47,23 +47,31 @@ type clusterNode struct {
 	*netlabtest.Node
 	name   string
 	cidr   netip.Prefix
+	cidr6  netip.Prefix // its IPv6 pod range, for a dual-stack node
 	addrs  []netip.Addr // InternalIPs: its underlay addresses
 	pinDir string       // its agents' bpffs, set by the first run
 }
 
 // setUpNode does what the operator and kubelet would: the Node with its
-// InternalIPs, the NodeNetwork with its range in status, the allocation
+// InternalIPs, the NodeNetwork with its ranges in status, the allocation
 // file the IPAM sync would write.
 func setUpNode(t *testing.T, c client.Client, n *clusterNode) {
 	t.Helper()
 	ctx := context.Background()
-	last := n.cidr.Addr()
-	for range 1<<(32-n.cidr.Bits()) - 1 {
-		last = last.Next()
+	blocks := []netip.Prefix{n.cidr}
+	if n.cidr6.IsValid() {
+		blocks = append(blocks, n.cidr6)
+	}
+	var cidrs, exclude []string
+	var statusCIDRs []v1.CIDR
+	for _, b := range blocks {
+		first, last := blockEnds(b)
+		cidrs, statusCIDRs = append(cidrs, b.String()), append(statusCIDRs, v1.CIDR(b.String()))
+		exclude = append(exclude, first.String(), last.String())
 	}
 	if err := cni.WriteAllocation(n.AllocationFile(), cni.Allocation{
 		Node: n.name, Pool: "default", Mode: cni.ModeOverlay,
-		CIDRs: []string{n.cidr.String()}, ExcludeIPs: []string{n.cidr.Addr().String(), last.String()}, MaxPods: 20,
+		CIDRs: cidrs, ExcludeIPs: exclude, MaxPods: 20,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -81,10 +89,20 @@ func setUpNode(t *testing.T, c client.Client, n *clusterNode) {
 	if err := c.Create(ctx, nn); err != nil {
 		t.Fatal(err)
 	}
-	nn.Status = v1.NodeNetworkStatus{Pool: "default", Mode: v1.IPAMMode(cni.ModeOverlay), CIDRs: []v1.CIDR{v1.CIDR(n.cidr.String())}, MaxPods: 20}
+	nn.Status = v1.NodeNetworkStatus{Pool: "default", Mode: v1.IPAMMode(cni.ModeOverlay), CIDRs: statusCIDRs, MaxPods: 20}
 	if err := c.Status().Update(ctx, nn); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// blockEnds are the first and last addresses of a small block (a /24 or
+// /120): the overlay allocation keeps them out of the pods' hands.
+func blockEnds(b netip.Prefix) (first, last netip.Addr) {
+	first, last = b.Addr(), b.Addr()
+	for range 1<<(b.Addr().BitLen()-b.Bits()) - 1 {
+		last = last.Next()
+	}
+	return first, last
 }
 
 // startAgent runs the node's agent, as its node's agent, with native
@@ -293,7 +311,10 @@ func addPod(t *testing.T, c client.Client, n *clusterNode, ns, name string) *net
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &pod); err != nil {
 		t.Fatal(err)
 	}
-	pod.Status.PodIP, pod.Status.PodIPs = p.IP.String(), []corev1.PodIP{{IP: p.IP.String()}}
+	pod.Status.PodIP = p.IP.String()
+	for _, a := range podAddrs(t, p) {
+		pod.Status.PodIPs = append(pod.Status.PodIPs, corev1.PodIP{IP: a.String()})
+	}
 	pod.Status.Phase = corev1.PodRunning
 	if err := c.Status().Update(ctx, &pod); err != nil {
 		t.Fatal(err)
@@ -304,4 +325,28 @@ func addPod(t *testing.T, c client.Client, n *clusterNode, ns, name string) *net
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return p
+}
+
+// podAddrs are the pod's global addresses on its interface, the plugin's
+// first (p.IP) first: one per family on a dual-stack node.
+func podAddrs(t *testing.T, p *netlab.Pod) []netip.Addr {
+	t.Helper()
+	out := []netip.Addr{p.IP}
+	if err := p.Do(func() error {
+		l, err := netlink.LinkByName(netlab.PodIfName)
+		if err != nil {
+			return err
+		}
+		as, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+		for _, a := range as {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if ip = ip.Unmap(); ok && ip != p.IP && ip.IsGlobalUnicast() {
+				out = append(out, ip)
+			}
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("addresses of %s: %v", p.Key(), err)
+	}
+	return out
 }
