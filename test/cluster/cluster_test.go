@@ -165,18 +165,20 @@ func ownedRoutes(n *clusterNode) []string {
 	return out
 }
 
-// TestNativeRouting: two nodes on an underlay, each with its agent; pods
-// on one reach pods on the other with their own addresses, policy holds
-// across nodes, and a node that leaves takes its route with it.
-func TestNativeRouting(t *testing.T) {
+// newCluster starts envtest with the agent's shipped role, and two nodes
+// on an underlay, each with its pod range (10.250.<n>.0/24, and
+// fd00:10:250:<n>::/120 with ipv6) and its API objects as the operator
+// would leave them. Its agents are the caller's to run.
+func newCluster(t *testing.T, ipv6 bool) (cfg *rest.Config, c client.Client, u *netlab.Underlay, node1, node2 *clusterNode) {
+	t.Helper()
 	netlabtest.RequirePrivileged(t)
 	cfg, scheme := testenv.StartFor(t)
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	if err := noderestriction.GrantAgentRole(ctx, c, filepath.Join(testenv.RepoRoot(), "config", "rbac", "agent_role.yaml"), agentNamespace); err != nil {
+	role := filepath.Join(testenv.RepoRoot(), "config", "rbac", "agent_role.yaml")
+	if err := noderestriction.GrantAgentRole(context.Background(), c, role, agentNamespace); err != nil {
 		t.Fatal(err)
 	}
 	u, nodes := netlabtest.NewNodes(t, 2, netlab.NodeOptions{Agent: true})
@@ -184,9 +186,20 @@ func TestNativeRouting(t *testing.T) {
 	for i, n := range nodes {
 		cluster[i] = &clusterNode{Node: n, name: fmt.Sprintf("node-%d", i+1),
 			cidr: netip.MustParsePrefix(fmt.Sprintf("10.250.%d.0/24", i+1)), addrs: u.NodeAddrs(i)}
+		if ipv6 {
+			cluster[i].cidr6 = netip.MustParsePrefix(fmt.Sprintf("fd00:10:250:%d::/120", i+1))
+		}
 		setUpNode(t, c, cluster[i])
 	}
-	node1, node2 := cluster[0], cluster[1]
+	return cfg, c, u, cluster[0], cluster[1]
+}
+
+// TestNativeRouting: two nodes on an underlay, each with its agent; pods
+// on one reach pods on the other with their own addresses, policy holds
+// across nodes, and a node that leaves takes its route with it.
+func TestNativeRouting(t *testing.T) {
+	cfg, c, _, node1, node2 := newCluster(t, false)
+	ctx := context.Background()
 	for _, ns := range []string{"x", "y"} {
 		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"team": ns}}}); err != nil {
 			t.Fatal(err)
@@ -202,7 +215,7 @@ func TestNativeRouting(t *testing.T) {
 	g.Eventually(func() []string { return ownedRoutes(node2) }).WithTimeout(10 * time.Second).
 		Should(ConsistOf("10.250.1.0/24 via 192.168.200.1"))
 	// And each reports it on its DataplaneNode.
-	for _, n := range cluster {
+	for _, n := range []*clusterNode{node1, node2} {
 		g.Eventually(func(g Gomega) {
 			var dpn v1.DataplaneNode
 			g.Expect(c.Get(ctx, client.ObjectKey{Name: n.name}, &dpn)).To(Succeed())

@@ -2,10 +2,8 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,9 +15,6 @@ import (
 	v1 "github.com/sluice-dev/sluice/api/v1"
 	"github.com/sluice-dev/sluice/internal/agent"
 	"github.com/sluice-dev/sluice/internal/netlab"
-	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
-	"github.com/sluice-dev/sluice/internal/noderestriction"
-	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
 // TestNativeRoutingDualStack: two nodes, each with an IPv4 and an IPv6
@@ -27,26 +22,8 @@ import (
 // other's IPv6 range via the other's IPv6 underlay address, and a pod on
 // one reaches a pod on the other over IPv6 with its own address.
 func TestNativeRoutingDualStack(t *testing.T) {
-	netlabtest.RequirePrivileged(t)
-	cfg, scheme := testenv.StartFor(t)
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, c, _, node1, node2 := newCluster(t, true)
 	ctx := context.Background()
-	if err := noderestriction.GrantAgentRole(ctx, c, filepath.Join(testenv.RepoRoot(), "config", "rbac", "agent_role.yaml"), agentNamespace); err != nil {
-		t.Fatal(err)
-	}
-	u, nodes := netlabtest.NewNodes(t, 2, netlab.NodeOptions{Agent: true})
-	cluster := make([]*clusterNode, len(nodes))
-	for i, n := range nodes {
-		cluster[i] = &clusterNode{Node: n, name: fmt.Sprintf("node-%d", i+1),
-			cidr:  netip.MustParsePrefix(fmt.Sprintf("10.250.%d.0/24", i+1)),
-			cidr6: netip.MustParsePrefix(fmt.Sprintf("fd00:10:250:%d::/120", i+1)),
-			addrs: u.NodeAddrs(i)}
-		setUpNode(t, c, cluster[i])
-	}
-	node1, node2 := cluster[0], cluster[1]
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "x"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +37,7 @@ func TestNativeRoutingDualStack(t *testing.T) {
 		Should(ConsistOf("10.250.2.0/24 via 192.168.200.2", "fd00:10:250:2::/120 via fd5c:1ce:200::2"))
 	g.Eventually(func() []string { return ownedRoutes(node2) }).WithTimeout(10 * time.Second).
 		Should(ConsistOf("10.250.1.0/24 via 192.168.200.1", "fd00:10:250:1::/120 via fd5c:1ce:200::1"))
-	for _, n := range cluster {
+	for _, n := range []*clusterNode{node1, node2} {
 		g.Eventually(func(g Gomega) {
 			var dpn v1.DataplaneNode
 			g.Expect(c.Get(ctx, client.ObjectKey{Name: n.name}, &dpn)).To(Succeed())

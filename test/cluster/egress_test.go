@@ -3,10 +3,8 @@ package cluster
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,13 +12,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/internal/agent/masquerade"
 	"github.com/sluice-dev/sluice/internal/netlab"
 	"github.com/sluice-dev/sluice/internal/netlab/netlabtest"
-	"github.com/sluice-dev/sluice/internal/noderestriction"
-	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
 // outsideAddr stands for an internet address: a documentation range,
@@ -65,30 +60,14 @@ func masqueradeRules(g Gomega, n *clusterNode) [2]int {
 // keep the pod's address; egress policy is judged on the pod's address; a restarted
 // agent leaves one table, not two.
 func TestEgressMasquerade(t *testing.T) {
-	netlabtest.RequirePrivileged(t)
-	cfg, scheme := testenv.StartFor(t)
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, c, u, node1, node2 := newCluster(t, false)
 	ctx := context.Background()
-	if err := noderestriction.GrantAgentRole(ctx, c, filepath.Join(testenv.RepoRoot(), "config", "rbac", "agent_role.yaml"), agentNamespace); err != nil {
-		t.Fatal(err)
-	}
-	u, nodes := netlabtest.NewNodes(t, 2, netlab.NodeOptions{Agent: true})
-	outside := netlabtest.NewOutside(t, u, outsideAddr, nodes...)
+	outside := netlabtest.NewOutside(t, u, outsideAddr, node1.Node, node2.Node)
 	srv, err := outside.ServeSource(sourcePort)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	cluster := make([]*clusterNode, len(nodes))
-	for i, n := range nodes {
-		cluster[i] = &clusterNode{Node: n, name: fmt.Sprintf("node-%d", i+1),
-			cidr: netip.MustParsePrefix(fmt.Sprintf("10.250.%d.0/24", i+1)), addrs: u.NodeAddrs(i)}
-		setUpNode(t, c, cluster[i])
-	}
-	node1, node2 := cluster[0], cluster[1]
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "x"}}); err != nil {
 		t.Fatal(err)
 	}
